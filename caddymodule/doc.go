@@ -1,0 +1,2 @@
+// Package caddymodule adapts etaggate's engines to Caddy.
+package caddymodule
