@@ -70,7 +70,7 @@ func (a Algorithm) New() Hasher {
 	case BLAKE3:
 		return &stdHasher{h: blake3.New(32, nil)}
 	default:
-		return &xxh3Hasher{h: xxh3.New()}
+		return &xxh3Hasher{h: xxh3.New128()}
 	}
 }
 
@@ -90,7 +90,7 @@ func appendQuoted(dst, sum []byte) []byte {
 }
 
 type xxh3Hasher struct {
-	h *xxh3.Hasher
+	h *xxh3.Hasher128
 }
 
 func (x *xxh3Hasher) Write(p []byte) (int, error) { return x.h.Write(p) }
