@@ -1,0 +1,153 @@
+package proxy
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"github.com/zeebo/xxh3"
+)
+
+// resourceKey identifies a resource: the hash of its key template's value.
+// Locks and generations are per resource; cache entries are per variant.
+type resourceKey = xxh3.Uint128
+
+// variantKey identifies one cached representation of a resource: the
+// resource key mixed with the values of the configured vary headers.
+type variantKey = xxh3.Uint128
+
+// entry is what the cache remembers of a representation.
+type entry struct {
+	check        uint64 // the high half of the variantKey, against 64-bit collisions
+	gen          uint64 // the resource's generation when the read began
+	etag         string
+	lastModified int64  // Unix seconds, 0 when unknown
+	varyNames    string // the upstream's Vary field, canonical
+	varyHash     uint64 // the request's values of the varyNames headers
+}
+
+// generations is a striped table of per-resource counters. A write bumps its
+// resource's counter; a cache entry is valid only while the counter still
+// has the value it had when the read that filled it began. Because
+// ristretto applies Sets asynchronously, this is what keeps a slow read's
+// fill from outliving the write that invalidated it. Stripes are shared by
+// unrelated resources, which can only cause a spurious miss.
+const generationStripes = 1 << 14
+
+// etagCache maps variants to their current ETag.
+type etagCache struct {
+	c    *ristretto.Cache[uint64, entry]
+	ttl  time.Duration
+	gens [generationStripes]atomic.Uint64
+}
+
+func newETagCache(maxCost int64, ttl time.Duration) (*etagCache, error) {
+	// About 100 bytes per entry; ristretto wants ten counters per item.
+	counters := maxCost / 100 * 10
+	if counters < 1000 {
+		counters = 1000
+	}
+	c, err := ristretto.NewCache(&ristretto.Config[uint64, entry]{
+		NumCounters: counters,
+		MaxCost:     maxCost,
+		BufferItems: 64,
+		KeyToHash:   func(k uint64) (uint64, uint64) { return k, 0 },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etag cache: %w", err)
+	}
+	return &etagCache{c: c, ttl: ttl}, nil
+}
+
+func (c *etagCache) close() { c.c.Close() }
+
+func (c *etagCache) gen(rk resourceKey) *atomic.Uint64 {
+	return &c.gens[rk.Lo%generationStripes]
+}
+
+// generation returns the resource's generation, to be taken before the read
+// whose result may fill the cache.
+func (c *etagCache) generation(rk resourceKey) uint64 { return c.gen(rk).Load() }
+
+// invalidate makes every cached variant of the resource stale.
+func (c *etagCache) invalidate(rk resourceKey) { c.gen(rk).Add(1) }
+
+// get returns the fresh entry for the variant of r, if any.
+func (c *etagCache) get(rk resourceKey, vk variantKey, h http.Header) (entry, bool) {
+	e, ok := c.c.Get(vk.Lo)
+	if !ok || e.check != vk.Hi || e.gen != c.generation(rk) {
+		return entry{}, false
+	}
+	if e.varyNames != "" && e.varyHash != hashVary(e.varyNames, h) {
+		return entry{}, false
+	}
+	return e, true
+}
+
+// fill records an ETag read at generation gen, unless the resource was
+// written since; an unchanged entry is left alone so that hot reads do not
+// churn the cache.
+func (c *etagCache) fill(rk resourceKey, vk variantKey, gen uint64, etag string, lastModified time.Time, reqHeader, respHeader http.Header) {
+	if c.generation(rk) != gen {
+		return
+	}
+	vary := respHeader.Values("Vary")
+	var names string
+	if len(vary) > 0 {
+		names = strings.ToLower(strings.Join(vary, ","))
+		if strings.Contains(names, "*") {
+			return // Vary: * means no two requests share a representation
+		}
+	}
+	var lm int64
+	if !lastModified.IsZero() {
+		lm = lastModified.Unix()
+	}
+	e := entry{check: vk.Hi, gen: gen, etag: etag, lastModified: lm, varyNames: names}
+	if names != "" {
+		e.varyHash = hashVary(names, reqHeader)
+	}
+	if old, ok := c.c.Get(vk.Lo); ok && old == e {
+		return
+	}
+	c.c.SetWithTTL(vk.Lo, e, int64(len(etag)+len(names)+64), c.ttl)
+}
+
+// hashVary hashes the request's values of the comma-separated header names.
+func hashVary(names string, h http.Header) uint64 {
+	var acc uint64
+	for name := range strings.SplitSeq(names, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		acc = xxh3.HashStringSeed(name, acc)
+		for _, v := range h.Values(name) {
+			acc = xxh3.HashStringSeed(v, acc^0x9e3779b97f4a7c15)
+		}
+	}
+	return acc
+}
+
+// mix folds one string into a running 128-bit key; every part is hashed
+// separately, so part boundaries count.
+func mix(k xxh3.Uint128, s string) xxh3.Uint128 {
+	return xxh3.HashString128Seed(s, k.Lo^(k.Hi*0x9e3779b97f4a7c15)^uint64(len(s)))
+}
+
+// variantOf derives the variant key of a resource from the request's values
+// of the configured vary headers.
+func variantOf(rk resourceKey, vary []string, h http.Header) variantKey {
+	k := rk
+	for _, name := range vary {
+		vs := h[name]
+		k = mix(k, name)
+		for _, v := range vs {
+			k = mix(k, v)
+		}
+	}
+	return k
+}

@@ -1,0 +1,78 @@
+package proxy
+
+import (
+	"context"
+	"sync"
+)
+
+// lockTable serialises requests per resource key. Entries exist only while a
+// request holds or waits for a key, so the table cannot grow without bound.
+type lockTable struct {
+	shards [64]lockShard
+}
+
+type lockShard struct {
+	mu sync.Mutex
+	m  map[uint64]*keyLock
+}
+
+type keyLock struct {
+	ch   chan struct{} // a one-slot semaphore: full while held
+	refs int           // holders plus waiters, guarded by the shard's mu
+}
+
+func newLockTable() *lockTable {
+	t := &lockTable{}
+	for i := range t.shards {
+		t.shards[i].m = make(map[uint64]*keyLock)
+	}
+	return t
+}
+
+// lock waits for key's lock or for ctx to end. On success the caller must
+// call unlock exactly once.
+func (t *lockTable) lock(ctx context.Context, key uint64) (unlock func(), err error) {
+	s := &t.shards[key%uint64(len(t.shards))]
+	s.mu.Lock()
+	l := s.m[key]
+	if l == nil {
+		l = &keyLock{ch: make(chan struct{}, 1)}
+		s.m[key] = l
+	}
+	l.refs++
+	s.mu.Unlock()
+
+	release := func() {
+		s.mu.Lock()
+		l.refs--
+		if l.refs == 0 {
+			delete(s.m, key)
+		}
+		s.mu.Unlock()
+	}
+	select {
+	case l.ch <- struct{}{}:
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			<-l.ch
+			release()
+		})
+	}, nil
+}
+
+// len returns how many keys are held or waited for.
+func (t *lockTable) len() int {
+	n := 0
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		n += len(s.m)
+		s.mu.Unlock()
+	}
+	return n
+}
