@@ -1,0 +1,335 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+
+	"github.com/etaggate/etaggate/hashing"
+	"github.com/etaggate/etaggate/proxy"
+)
+
+func init() {
+	caddy.RegisterModule(ETag{})
+	httpcaddyfile.RegisterHandlerDirective("etag", parseETagCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("etag", httpcaddyfile.Before, "reverse_proxy")
+}
+
+// defaultKey is the resource key template when none is configured.
+const defaultKey = "{http.request.host}{http.request.uri}"
+
+// ETag gives GET and HEAD responses strong ETags computed from their bodies,
+// answers If-None-Match with 304, and refuses a PUT, PATCH or DELETE whose
+// If-Match is stale with 412 before it reaches the upstream, serialising
+// writes per resource so that no update is lost through the gateway.
+type ETag struct {
+	// Hash computes ETags from bodies: xxh3 (128-bit, the default), sha256
+	// or blake3.
+	Hash string `json:"hash,omitempty"`
+
+	// Methods lists the unsafe methods whose preconditions are enforced.
+	// Default: PUT PATCH DELETE.
+	Methods []string `json:"methods,omitempty"`
+
+	// RequirePrecondition answers 428 Precondition Required to an enforced
+	// request without If-Match, If-None-Match or If-Unmodified-Since.
+	RequirePrecondition bool `json:"require_precondition,omitempty"`
+
+	// Verify says where the current ETag of a write's target comes from:
+	// "upstream" (the default) GETs it through the rest of the route;
+	// "cache" trusts a fresh cache entry, which is correct only when every
+	// write to the upstream passes through this gateway.
+	Verify string `json:"verify,omitempty"`
+
+	// MaxBody is the largest body, in bytes, that is buffered and hashed;
+	// larger bodies stream through without an ETag. Default: 16 MiB.
+	MaxBody int64 `json:"max_body,omitempty"`
+
+	// CacheSize bounds the memory of the ETag cache, in bytes. Default: 64 MiB.
+	CacheSize int64 `json:"cache_size,omitempty"`
+
+	// TTL is the lifetime of a cache entry. Default: 10m.
+	TTL caddy.Duration `json:"ttl,omitempty"`
+
+	// Key is the placeholder template naming a resource: requests with the
+	// same key share a write lock and cache entries. Default:
+	// {http.request.host}{http.request.uri}.
+	Key string `json:"key,omitempty"`
+
+	// Vary lists the request headers whose values key the cache, on top of
+	// any the upstream names in its Vary. Default: Authorization Cookie. An
+	// empty list keys by the resource alone.
+	Vary *[]string `json:"vary,omitempty"`
+
+	// UpstreamETag is "keep" (the default) to keep a strong ETag the
+	// upstream sent, or "replace" to always hash the body. Weak upstream
+	// ETags are always replaced.
+	UpstreamETag string `json:"upstream_etag,omitempty"`
+
+	// ETagAfterWrite fetches the representation after a successful write,
+	// still under the resource's lock, and returns its ETag on the write's
+	// response. Default: true.
+	ETagAfterWrite *bool `json:"etag_after_write,omitempty"`
+
+	engine *proxy.Middleware
+}
+
+// CaddyModule returns the Caddy module information.
+func (ETag) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.etag",
+		New: func() caddy.Module { return new(ETag) },
+	}
+}
+
+// config turns the module's fields into the engine's configuration.
+func (e *ETag) config() (proxy.Config, error) {
+	cfg := proxy.DefaultConfig()
+	var err error
+	if cfg.Hash, err = hashing.ParseAlgorithm(e.Hash); err != nil {
+		return cfg, fmt.Errorf("hash: %w", err)
+	}
+	if len(e.Methods) > 0 {
+		cfg.Methods = nil
+		for _, m := range e.Methods {
+			m = strings.ToUpper(m)
+			if m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions || m == http.MethodTrace || m == http.MethodConnect {
+				return cfg, fmt.Errorf("methods: %s is not an unsafe method; list methods such as PUT PATCH DELETE", m)
+			}
+			cfg.Methods = append(cfg.Methods, m)
+		}
+	}
+	cfg.RequirePrecondition = e.RequirePrecondition
+	switch e.Verify {
+	case "", "upstream":
+		cfg.Verify = proxy.VerifyUpstream
+	case "cache":
+		cfg.Verify = proxy.VerifyCache
+	default:
+		return cfg, fmt.Errorf("verify: unknown value %q: use upstream or cache", e.Verify)
+	}
+	if e.MaxBody < 0 {
+		return cfg, fmt.Errorf("max_body: %d is negative; give a size such as 16MiB", e.MaxBody)
+	}
+	if e.MaxBody > 0 {
+		cfg.MaxBody = e.MaxBody
+	}
+	if e.CacheSize < 0 {
+		return cfg, fmt.Errorf("cache_size: %d is negative; give a size such as 64MiB", e.CacheSize)
+	}
+	if e.CacheSize > 0 {
+		cfg.CacheSize = e.CacheSize
+	}
+	if e.TTL < 0 {
+		return cfg, fmt.Errorf("ttl: %s is negative; give a duration such as 10m", time.Duration(e.TTL))
+	}
+	if e.TTL > 0 {
+		cfg.TTL = time.Duration(e.TTL)
+	}
+	if e.Vary != nil {
+		cfg.Vary = *e.Vary
+	}
+	switch e.UpstreamETag {
+	case "", "keep":
+		cfg.KeepUpstreamETag = true
+	case "replace":
+		cfg.KeepUpstreamETag = false
+	default:
+		return cfg, fmt.Errorf("upstream_etag: unknown value %q: use keep or replace", e.UpstreamETag)
+	}
+	if e.ETagAfterWrite != nil {
+		cfg.ETagAfterWrite = *e.ETagAfterWrite
+	}
+	if e.Key != "" && e.Key != defaultKey {
+		tmpl := e.Key
+		cfg.Key = func(r *http.Request) string {
+			repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+			if !ok {
+				return r.Host + r.RequestURI
+			}
+			return repl.ReplaceAll(tmpl, "")
+		}
+	}
+	cfg.ErrorStatus = func(err error) int {
+		var he caddyhttp.HandlerError
+		if errors.As(err, &he) && he.StatusCode != 0 {
+			return he.StatusCode
+		}
+		return http.StatusBadGateway
+	}
+	return cfg, nil
+}
+
+// Provision builds the engine.
+func (e *ETag) Provision(ctx caddy.Context) error {
+	cfg, err := e.config()
+	if err != nil {
+		return fmt.Errorf("etag: %w", err)
+	}
+	cfg.Logger = ctx.Logger()
+	e.engine, err = proxy.New(cfg)
+	if err != nil {
+		return fmt.Errorf("etag: %w", err)
+	}
+	return nil
+}
+
+// Validate rejects a configuration that names an unknown value.
+func (e *ETag) Validate() error {
+	if _, err := e.config(); err != nil {
+		return fmt.Errorf("etag: %w", err)
+	}
+	return nil
+}
+
+// Cleanup stops the engine's cache.
+func (e *ETag) Cleanup() error {
+	if e.engine != nil {
+		e.engine.Close()
+	}
+	return nil
+}
+
+// ServeHTTP hands the request to the engine in front of the rest of the route.
+func (e *ETag) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	return e.engine.ServeHTTP(w, r, next)
+}
+
+// UnmarshalCaddyfile parses:
+//
+//	etag [<matcher>] {
+//	    hash          xxh3 | sha256 | blake3
+//	    methods       <method...>
+//	    require_precondition
+//	    verify        upstream | cache
+//	    max_body      <size>
+//	    cache_size    <size>
+//	    ttl           <duration>
+//	    key           <placeholder template>
+//	    vary          [<header...>]
+//	    upstream_etag keep | replace
+//	    etag_after_write on | off
+//	}
+func (e *ETag) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive's name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		switch opt {
+		case "hash", "verify", "key", "upstream_etag":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			v := d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			switch opt {
+			case "hash":
+				if _, err := hashing.ParseAlgorithm(v); err != nil {
+					return d.Errf("hash: %v", err)
+				}
+				e.Hash = v
+			case "verify":
+				if v != "upstream" && v != "cache" {
+					return d.Errf("verify: unknown value %q: use upstream or cache", v)
+				}
+				e.Verify = v
+			case "key":
+				e.Key = v
+			case "upstream_etag":
+				if v != "keep" && v != "replace" {
+					return d.Errf("upstream_etag: unknown value %q: use keep or replace", v)
+				}
+				e.UpstreamETag = v
+			}
+		case "methods":
+			e.Methods = d.RemainingArgs()
+			if len(e.Methods) == 0 {
+				return d.Errf("methods: list at least one method, such as PUT PATCH DELETE")
+			}
+		case "vary":
+			vary := d.RemainingArgs()
+			e.Vary = &vary
+		case "require_precondition":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			e.RequirePrecondition = true
+		case "max_body", "cache_size":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := humanize.ParseBytes(d.Val())
+			if err != nil || n == 0 || n > 1<<62 {
+				return d.Errf("%s: %q is not a size such as 16MiB", opt, d.Val())
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if opt == "max_body" {
+				e.MaxBody = int64(n)
+			} else {
+				e.CacheSize = int64(n)
+			}
+		case "ttl":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil || dur <= 0 {
+				return d.Errf("ttl: %q is not a positive duration such as 10m", d.Val())
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			e.TTL = caddy.Duration(dur)
+		case "etag_after_write":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			var on bool
+			switch d.Val() {
+			case "on":
+				on = true
+			case "off":
+			default:
+				return d.Errf("etag_after_write: unknown value %q: use on or off", d.Val())
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			e.ETagAfterWrite = &on
+		default:
+			return d.Errf("unknown etag option %q; valid options: %s", opt, strings.Join(etagOptions, ", "))
+		}
+	}
+	return nil
+}
+
+var etagOptions = []string{"hash", "methods", "require_precondition", "verify", "max_body", "cache_size", "ttl", "key", "vary", "upstream_etag", "etag_after_write"}
+
+func parseETagCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	e := new(ETag)
+	err := e.UnmarshalCaddyfile(h.Dispenser)
+	return e, err
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*ETag)(nil)
+	_ caddy.Validator             = (*ETag)(nil)
+	_ caddy.CleanerUpper          = (*ETag)(nil)
+	_ caddyhttp.MiddlewareHandler = (*ETag)(nil)
+	_ caddyfile.Unmarshaler       = (*ETag)(nil)
+)
