@@ -1,0 +1,280 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// side is one of the configurations a row compares: a site of the gateway
+// and the request each worker sends to it.
+type side struct {
+	name   string
+	addr   string
+	req    [][]byte // per worker; a worker w sends req[w%len(req)]
+	want   int      // expected status
+	head   bool
+	expect string // what the row expects, for error notes
+}
+
+// result accumulates the rounds of one side.
+type result struct {
+	n        int64
+	elapsed  time.Duration
+	lat      []time.Duration
+	statuses map[int]int64
+	errs     int64
+	firstErr string
+	mallocs  int64 // gateway heap allocations during the rounds with allocN
+	allocN   int64 // requests of the rounds in which allocations were counted
+	upstream int64 // upstream requests during the rounds
+	all      int64 // requests completed during the rounds, including after the deadline
+}
+
+func (r *result) rps() float64 {
+	if r.elapsed <= 0 {
+		return 0
+	}
+	return float64(r.n) / r.elapsed.Seconds()
+}
+
+func (r *result) percentile(p float64) time.Duration {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	if !slices.IsSorted(r.lat) {
+		slices.Sort(r.lat)
+	}
+	i := int(p * float64(len(r.lat)-1))
+	return r.lat[i]
+}
+
+func (r *result) allocsPerReq() float64 {
+	if r.allocN == 0 {
+		return -1
+	}
+	return float64(r.mallocs) / float64(r.allocN)
+}
+
+func (r *result) upstreamPerReq() float64 {
+	if r.all == 0 {
+		return 0
+	}
+	return float64(r.upstream) / float64(r.all)
+}
+
+// problems describes unexpected statuses and transport errors, if any.
+func (r *result) problems(want int) string {
+	var parts []string
+	codes := make([]int, 0, len(r.statuses))
+	for code := range r.statuses {
+		if code != want {
+			codes = append(codes, code)
+		}
+	}
+	sort.Ints(codes)
+	for _, code := range codes {
+		parts = append(parts, fmt.Sprintf("%d×%d", r.statuses[code], code))
+	}
+	if r.errs > 0 {
+		parts = append(parts, fmt.Sprintf("%d errors (%s)", r.errs, r.firstErr))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// bench holds what every measurement needs.
+type bench struct {
+	o          options
+	gw         *gateway
+	up         *upstream
+	allocsBase float64 // allocations of one /debug/vars read, subtracted
+}
+
+// compare runs warm-up and then o.rounds rounds of every side in turn
+// (A B A B …), so slow drift of the machine affects all sides alike.
+func (b *bench) compare(ctx context.Context, slug string, sides []side) ([]*result, error) {
+	results := make([]*result, len(sides))
+	for i := range results {
+		results[i] = &result{statuses: make(map[int]int64)}
+	}
+	warm := min(b.o.round/3, time.Second)
+	for _, s := range sides {
+		if _, err := b.round(ctx, s, warm, ""); err != nil {
+			return nil, err
+		}
+	}
+	for r := range b.o.rounds {
+		for i, s := range sides {
+			prof := ""
+			if b.o.profileDir != "" && r == 0 {
+				prof = fmt.Sprintf("%s-%s", slug, s.name)
+			}
+			res, err := b.round(ctx, s, b.o.round, prof)
+			if err != nil {
+				return nil, err
+			}
+			acc := results[i]
+			acc.n += res.n
+			acc.elapsed += res.elapsed
+			acc.lat = append(acc.lat, res.lat...)
+			for k, v := range res.statuses {
+				acc.statuses[k] += v
+			}
+			acc.errs += res.errs
+			if acc.firstErr == "" {
+				acc.firstErr = res.firstErr
+			}
+			acc.mallocs += res.mallocs
+			acc.allocN += res.allocN
+			acc.upstream += res.upstream
+			acc.all += res.all
+		}
+	}
+	return results, nil
+}
+
+// round runs o.conc keep-alive workers against s for d. Requests that finish
+// after d are not counted.
+func (b *bench) round(ctx context.Context, s side, d time.Duration, profileName string) (*result, error) {
+	if err := b.gw.alive(); err != nil {
+		return nil, err
+	}
+	conc := b.o.conc
+	conns := make([]*rawConn, conc)
+	for w := range conns {
+		c, err := dialRaw(s.addr, 64<<10)
+		if err != nil {
+			for _, c := range conns[:w] {
+				c.Close()
+			}
+			return nil, fmt.Errorf("connecting to the gateway at %s: %w", s.addr, err)
+		}
+		conns[w] = c
+	}
+	type workerResult struct {
+		n, tail  int64
+		lat      []time.Duration
+		statuses map[int]int64
+		errs     int64
+		firstErr string
+	}
+	out := make([]workerResult, conc)
+
+	ms0, memErr := b.gw.memStats()
+	up0 := b.up.requests.Load()
+	var prof <-chan error
+	if profileName != "" && d >= time.Second {
+		prof = b.gw.profile(b.o.profileDir, profileName, d)
+	}
+	start := time.Now()
+	deadline := start.Add(d)
+	var wg sync.WaitGroup
+	for w := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wr := &out[w]
+			wr.statuses = make(map[int]int64, 2)
+			wr.lat = make([]time.Duration, 0, 4096)
+			c := conns[w]
+			req := s.req[w%len(s.req)]
+			var resp response
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				if t0.After(deadline) {
+					break
+				}
+				if c == nil {
+					var err error
+					if c, err = dialRaw(s.addr, 64<<10); err != nil {
+						wr.errs++
+						if wr.firstErr == "" {
+							wr.firstErr = err.Error()
+						}
+						time.Sleep(10 * time.Millisecond)
+						continue
+					}
+				}
+				err := c.roundTrip(req, &resp, false, s.head)
+				t1 := time.Now()
+				if err != nil {
+					wr.errs++
+					if wr.firstErr == "" {
+						wr.firstErr = err.Error()
+					}
+					c.Close()
+					c = nil
+					continue
+				}
+				if resp.close {
+					c.Close()
+					c = nil
+				}
+				if t1.After(deadline) {
+					wr.tail++
+					break
+				}
+				wr.n++
+				wr.statuses[resp.status]++
+				wr.lat = append(wr.lat, t1.Sub(t0))
+			}
+			if c != nil {
+				c.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	res := &result{elapsed: d, statuses: make(map[int]int64)}
+	res.upstream = b.up.requests.Load() - up0
+	var ms1 memStats
+	if memErr == nil {
+		ms1, memErr = b.gw.memStats()
+	}
+	if prof != nil {
+		if err := <-prof; err != nil {
+			return nil, fmt.Errorf("profiling the gateway: %w", err)
+		}
+	}
+	for _, wr := range out {
+		res.n += wr.n
+		res.all += wr.n + wr.tail
+		res.lat = append(res.lat, wr.lat...)
+		for k, v := range wr.statuses {
+			res.statuses[k] += v
+		}
+		res.errs += wr.errs
+		if res.firstErr == "" {
+			res.firstErr = wr.firstErr
+		}
+	}
+	// A profiled round's allocations include the profiler's; leave it out.
+	if memErr == nil && prof == nil {
+		res.mallocs = int64(ms1.Mallocs-ms0.Mallocs) - int64(b.allocsBase)
+		res.allocN = res.all
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// calibrate measures the allocations of one /debug/vars read, so that they
+// are not counted as allocations of the requests measured between two reads.
+func (b *bench) calibrate() {
+	const reads = 5
+	first, err := b.gw.memStats()
+	if err != nil {
+		return
+	}
+	last := first
+	for range reads {
+		if last, err = b.gw.memStats(); err != nil {
+			return
+		}
+	}
+	b.allocsBase = float64(last.Mallocs-first.Mallocs) / reads
+}

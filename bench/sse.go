@@ -1,0 +1,247 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// sseResult is one fan-out measurement.
+type sseResult struct {
+	subscribers int // asked for
+	connected   int // got 200 and the first comment
+	refused     map[string]int
+	connectTime time.Duration
+	events      int
+	delivered   int64 // (subscriber, event) pairs received
+	lat         []time.Duration
+	heapPerSub  float64 // Go heap + stacks, bytes
+	rssPerSub   float64
+	overflows   atomic.Int64
+	dropped     atomic.Int64 // streams that ended before the harness closed them
+}
+
+func (r *sseResult) percentile(p float64) time.Duration {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	if !slices.IsSorted(r.lat) {
+		slices.Sort(r.lat)
+	}
+	return r.lat[int(p*float64(len(r.lat)-1))]
+}
+
+// withinShare is the share of expected deliveries that arrived within d.
+func (r *sseResult) withinShare(d time.Duration) float64 {
+	want := r.connected * r.events
+	if want == 0 {
+		return 0
+	}
+	n := sort.Search(len(r.lat), func(i int) bool { return r.lat[i] > d })
+	return float64(n) / float64(want)
+}
+
+func (r *sseResult) refusedText() string {
+	var parts []string
+	for k, v := range r.refused {
+		parts = append(parts, fmt.Sprintf("%d× %s", v, k))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, "; ")
+}
+
+// subscriber is one SSE client connection.
+type subscriber struct {
+	conn *rawConn
+	got  []atomic.Int64 // arrival time (UnixNano) per event, 0 until received
+}
+
+// fanOut connects n subscribers to the root of the watched directory, measures
+// the gateway's memory with all of them idle, then writes one new file per
+// event and measures when each subscriber receives it.
+func (b *bench) fanOut(ctx context.Context, addr, root string, n, events int) (*sseResult, error) {
+	res := &sseResult{subscribers: n, events: events, refused: make(map[string]int)}
+	names := make([]string, events)
+	for e := range names {
+		names[e] = fmt.Sprintf("fanout-%d-%d.json", n, e)
+	}
+
+	if err := b.gw.collectGarbage(); err != nil {
+		return nil, err
+	}
+	ms0, err := b.gw.memStats()
+	if err != nil {
+		return nil, err
+	}
+	rss0, err := b.gw.rss()
+	if err != nil {
+		return nil, err
+	}
+
+	req := buildRequest("GET", addr, "/v1/files/%2F/notify", [][2]string{{"Accept", "text/event-stream"}}, nil)
+	subs := make([]*subscriber, n)
+	var (
+		mu       sync.Mutex
+		readers  sync.WaitGroup
+		closing  atomic.Bool
+		received = make([]atomic.Int64, events)
+	)
+	refuse := func(why string) {
+		mu.Lock()
+		res.refused[why]++
+		mu.Unlock()
+	}
+	connectStart := time.Now()
+	sem := make(chan struct{}, 128)
+	var dialers sync.WaitGroup
+	for i := range n {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		dialers.Add(1)
+		go func() {
+			defer func() { <-sem; dialers.Done() }()
+			c, err := dialRaw(addr, 2048)
+			if err != nil {
+				refuse("dial: " + err.Error())
+				return
+			}
+			c.c.SetDeadline(time.Now().Add(30 * time.Second))
+			var head response
+			if _, err := c.c.Write(req); err != nil {
+				c.Close()
+				refuse("write: " + err.Error())
+				return
+			}
+			if err := c.readHead(&head, false); err != nil {
+				c.Close()
+				refuse("response: " + err.Error())
+				return
+			}
+			if head.status != 200 {
+				c.Close()
+				refuse(fmt.Sprintf("status %d", head.status))
+				return
+			}
+			body := bufio.NewReaderSize(c.bodyReader(&head), 1024)
+			// The first bytes are a comment once the watch is established.
+			first, err := body.ReadString('\n')
+			if err != nil || !strings.HasPrefix(first, ":") {
+				c.Close()
+				refuse(fmt.Sprintf("first line %q, %v", first, err))
+				return
+			}
+			c.c.SetDeadline(time.Time{})
+			s := &subscriber{conn: c, got: make([]atomic.Int64, events)}
+			subs[i] = s
+			readers.Add(1)
+			go func() {
+				defer readers.Done()
+				for {
+					line, err := body.ReadString('\n')
+					if err != nil {
+						if !closing.Load() {
+							res.dropped.Add(1)
+						}
+						return
+					}
+					switch {
+					case strings.HasPrefix(line, "data:"):
+						s.match(line, names, received)
+					case strings.HasPrefix(line, "event: overflow"):
+						res.overflows.Add(1)
+					}
+				}
+			}()
+		}()
+	}
+	dialers.Wait()
+	res.connectTime = time.Since(connectStart)
+	for _, s := range subs {
+		if s != nil {
+			res.connected++
+		}
+	}
+	defer func() {
+		closing.Store(true)
+		for _, s := range subs {
+			if s != nil {
+				s.conn.Close()
+			}
+		}
+		readers.Wait()
+	}()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if res.connected == 0 {
+		return res, nil
+	}
+
+	// Idle memory: every subscriber connected and waiting.
+	time.Sleep(500 * time.Millisecond)
+	if err := b.gw.collectGarbage(); err != nil {
+		return nil, err
+	}
+	ms1, err := b.gw.memStats()
+	if err != nil {
+		return nil, err
+	}
+	rss1, err := b.gw.rss()
+	if err != nil {
+		return nil, err
+	}
+	heap0 := float64(ms0.HeapInuse + ms0.StackInuse)
+	heap1 := float64(ms1.HeapInuse + ms1.StackInuse)
+	res.heapPerSub = (heap1 - heap0) / float64(res.connected)
+	res.rssPerSub = float64(rss1-rss0) / float64(res.connected)
+
+	sent := make([]time.Time, events)
+	wait := b.o.batch + 5*time.Second
+	for e := range events {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		sent[e] = time.Now()
+		if err := os.WriteFile(filepath.Join(root, names[e]), []byte(`{"event":`+fmt.Sprint(e)+`}`), 0o644); err != nil {
+			return nil, fmt.Errorf("writing into the watched directory: %w", err)
+		}
+		deadline := time.Now().Add(wait)
+		for received[e].Load() < int64(res.connected) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, s := range subs {
+		if s == nil {
+			continue
+		}
+		for e := range events {
+			if t := s.got[e].Load(); t != 0 {
+				res.lat = append(res.lat, time.Unix(0, t).Sub(sent[e]))
+				res.delivered++
+			}
+		}
+	}
+	slices.Sort(res.lat)
+	return res, nil
+}
+
+// match records the arrival of every expected file name in a data line.
+func (s *subscriber) match(line string, names []string, received []atomic.Int64) {
+	now := time.Now().UnixNano()
+	for e, name := range names {
+		if strings.Contains(line, name) && s.got[e].CompareAndSwap(0, now) {
+			received[e].Add(1)
+		}
+	}
+}
