@@ -151,7 +151,7 @@ func evaluate(r *http.Request, cur current) (verdict, error) {
 	case condFalse:
 		return verdict{http.StatusPreconditionFailed, "If-Match"}, nil
 	case condNone:
-		if checkIfUnmodifiedSince(h.Get("If-Unmodified-Since"), cur) == condFalse {
+		if checkIfUnmodifiedSince(first(h, "If-Unmodified-Since"), cur) == condFalse {
 			return verdict{http.StatusPreconditionFailed, "If-Unmodified-Since"}, nil
 		}
 	}
@@ -166,7 +166,7 @@ func evaluate(r *http.Request, cur current) (verdict, error) {
 		}
 		return verdict{http.StatusPreconditionFailed, "If-None-Match"}, nil
 	case condNone:
-		if safe && checkIfModifiedSince(h.Get("If-Modified-Since"), cur) == condFalse {
+		if safe && checkIfModifiedSince(first(h, "If-Modified-Since"), cur) == condFalse {
 			return verdict{http.StatusNotModified, "If-Modified-Since"}, nil
 		}
 	}
@@ -207,4 +207,13 @@ func (e fieldError) Unwrap() error { return e.err }
 // write: If-Match, If-None-Match or If-Unmodified-Since.
 func hasPreconditions(h http.Header) bool {
 	return len(h["If-Match"]) > 0 || len(h["If-None-Match"]) > 0 || len(h["If-Unmodified-Since"]) > 0
+}
+
+// first returns the first value of a header given in canonical form; unlike
+// http.Header.Get it does not canonicalise the name on every call.
+func first(h http.Header, canonicalKey string) string {
+	if v := h[canonicalKey]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }

@@ -232,7 +232,9 @@ func (m *Middleware) serveRead(w http.ResponseWriter, r *http.Request, next Hand
 		m.preconditionFailed(w, r, v.header, etag)
 		return nil
 	}
-	h.Set("Content-Length", strconv.Itoa(bw.buf.Len()))
+	if n := bw.buf.Len(); declaredLength(h) != int64(n) || len(h["Content-Length"]) != 1 {
+		h["Content-Length"] = []string{strconv.Itoa(n)}
+	}
 	w.WriteHeader(bw.status)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(bw.buf.Bytes())
@@ -274,7 +276,7 @@ func writeNotModified(w http.ResponseWriter) {
 }
 
 func lastModified(h http.Header) time.Time {
-	v := h.Get("Last-Modified")
+	v := first(h, "Last-Modified")
 	if v == "" {
 		return time.Time{}
 	}

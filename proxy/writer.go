@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"mime"
 	"net"
 	"net/http"
 	"strconv"
@@ -150,19 +149,20 @@ func (w *bodyWriter) Unwrap() http.ResponseWriter { return w.client }
 // buffered reports whether the whole body was buffered and hashed.
 func (w *bodyWriter) buffered() bool { return w.mode == modeBuffer }
 
+const eventStream = "text/event-stream"
+
 // isStream reports whether a response must never be buffered.
 func isStream(h http.Header) bool {
-	if ct := h.Get("Content-Type"); ct != "" {
-		mt, _, _ := mime.ParseMediaType(ct)
-		if mt == "text/event-stream" {
+	if ct := strings.TrimLeft(first(h, "Content-Type"), " \t"); len(ct) >= len(eventStream) && strings.EqualFold(ct[:len(eventStream)], eventStream) {
+		if rest := ct[len(eventStream):]; rest == "" || rest[0] == ';' || rest[0] == ' ' || rest[0] == '\t' {
 			return true
 		}
 	}
-	return h.Get("Upgrade") != ""
+	return first(h, "Upgrade") != ""
 }
 
 func declaredLength(h http.Header) int64 {
-	cl := h.Get("Content-Length")
+	cl := first(h, "Content-Length")
 	if cl == "" {
 		return 0
 	}
@@ -175,10 +175,10 @@ func declaredLength(h http.Header) int64 {
 
 // exposeETag lets browser code read the ETag of a CORS response.
 func exposeETag(h http.Header) {
-	if h.Get("Access-Control-Allow-Origin") == "" {
+	if first(h, "Access-Control-Allow-Origin") == "" {
 		return
 	}
-	for _, v := range h.Values("Access-Control-Expose-Headers") {
+	for _, v := range h["Access-Control-Expose-Headers"] {
 		for name := range strings.SplitSeq(v, ",") {
 			name = strings.TrimSpace(name)
 			if name == "*" || strings.EqualFold(name, "ETag") {
