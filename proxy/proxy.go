@@ -181,14 +181,21 @@ func (m *Middleware) serveRead(w http.ResponseWriter, r *http.Request, next Hand
 		return nil
 	}
 	up := r
-	if r.Method == http.MethodHead || len(r.Header["If-Match"]) > 0 || len(r.Header["If-None-Match"]) > 0 {
+	im, inm := r.Header["If-Match"], r.Header["If-None-Match"]
+	if r.Method == http.MethodHead {
+		// A HEAD goes upstream as a GET: the ETag needs the body a GET
+		// would have, and the headers must be exactly a GET's.
 		up = r.Clone(r.Context())
+		up.Method = http.MethodGet
 		for _, f := range conditionalFields {
 			delete(up.Header, f)
 		}
-		// A HEAD goes upstream as a GET: the ETag needs the body a GET
-		// would have, and the headers must be exactly a GET's.
-		up.Method = http.MethodGet
+	} else if im != nil || inm != nil {
+		// Hide the fields from the rest of the route for the duration of
+		// the call rather than cloning the request on this hot path.
+		delete(r.Header, "If-Match")
+		delete(r.Header, "If-None-Match")
+		defer restoreFields(r.Header, im, inm)
 	}
 
 	var rk resourceKey
@@ -202,6 +209,7 @@ func (m *Middleware) serveRead(w http.ResponseWriter, r *http.Request, next Hand
 	bw := m.newWriter(w, w.Header(), r.Method == http.MethodHead)
 	defer m.releaseWriter(bw)
 	err := callNext(bw, up, next)
+	restoreFields(r.Header, im, inm) // idempotent; the defer covers panics
 	if !bw.buffered() {
 		if err != nil && bw.stopped {
 			err = nil // we stopped the body ourselves
@@ -240,6 +248,15 @@ func (m *Middleware) serveRead(w http.ResponseWriter, r *http.Request, next Hand
 		_, _ = w.Write(bw.buf.Bytes())
 	}
 	return nil
+}
+
+func restoreFields(h http.Header, im, inm []string) {
+	if im != nil {
+		h["If-Match"] = im
+	}
+	if inm != nil {
+		h["If-None-Match"] = inm
+	}
 }
 
 // assignETag sets and returns the response's ETag: the upstream's own when
