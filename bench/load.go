@@ -29,10 +29,12 @@ type result struct {
 	statuses map[int]int64
 	errs     int64
 	firstErr string
-	mallocs  int64 // gateway heap allocations during the rounds with allocN
-	allocN   int64 // requests of the rounds in which allocations were counted
-	upstream int64 // upstream requests during the rounds
-	all      int64 // requests completed during the rounds, including after the deadline
+	mallocs  int64         // gateway heap allocations during the rounds with allocN
+	allocN   int64         // requests of the rounds in which allocations were counted
+	upstream int64         // upstream requests during the rounds
+	all      int64         // requests completed during the rounds, including after the deadline
+	cpu      time.Duration // gateway CPU time during the rounds
+	cpuOK    bool
 }
 
 func (r *result) rps() float64 {
@@ -58,6 +60,14 @@ func (r *result) allocsPerReq() float64 {
 		return -1
 	}
 	return float64(r.mallocs) / float64(r.allocN)
+}
+
+// cpuPerReq is the gateway's CPU time per request, or -1 when unknown.
+func (r *result) cpuPerReq() time.Duration {
+	if !r.cpuOK || r.all == 0 {
+		return -1
+	}
+	return r.cpu / time.Duration(r.all)
 }
 
 func (r *result) upstreamPerReq() float64 {
@@ -99,7 +109,7 @@ type bench struct {
 func (b *bench) compare(ctx context.Context, slug string, sides []side) ([]*result, error) {
 	results := make([]*result, len(sides))
 	for i := range results {
-		results[i] = &result{statuses: make(map[int]int64)}
+		results[i] = &result{statuses: make(map[int]int64), cpuOK: true}
 	}
 	warm := min(b.o.round/3, time.Second)
 	for _, s := range sides {
@@ -132,6 +142,8 @@ func (b *bench) compare(ctx context.Context, slug string, sides []side) ([]*resu
 			acc.allocN += res.allocN
 			acc.upstream += res.upstream
 			acc.all += res.all
+			acc.cpu += res.cpu
+			acc.cpuOK = acc.cpuOK && res.cpuOK
 		}
 	}
 	return results, nil
@@ -166,6 +178,7 @@ func (b *bench) round(ctx context.Context, s side, d time.Duration, profileName 
 
 	ms0, memErr := b.gw.memStats()
 	up0 := b.up.requests.Load()
+	cpu0, cpuErr := b.gw.cpuTime()
 	var prof <-chan error
 	if profileName != "" && d >= time.Second {
 		prof = b.gw.profile(b.o.profileDir, profileName, d)
@@ -229,6 +242,9 @@ func (b *bench) round(ctx context.Context, s side, d time.Duration, profileName 
 	}
 	wg.Wait()
 	res := &result{elapsed: d, statuses: make(map[int]int64)}
+	if cpu1, err := b.gw.cpuTime(); err == nil && cpuErr == nil {
+		res.cpu, res.cpuOK = cpu1-cpu0, true
+	}
 	res.upstream = b.up.requests.Load() - up0
 	var ms1 memStats
 	if memErr == nil {

@@ -20,7 +20,7 @@ type row struct {
 var header = []string{
 	"case", "plain req/s", "etag req/s", "etag/plain",
 	"plain p50", "plain p99", "etag p50", "etag p99",
-	"allocs/req plain → etag", "upstream/req plain → etag", "notes",
+	"gateway CPU/req plain → etag", "allocs/req plain → etag", "upstream/req plain → etag", "notes",
 }
 
 func printTable(w io.Writer, rows []row, batch time.Duration) {
@@ -63,7 +63,7 @@ func printTable(w io.Writer, rows []row, batch time.Duration) {
 
 func (r row) cells(batch time.Duration) []string {
 	const na = "–"
-	c := []string{r.name, na, na, na, na, na, na, na, na, na, r.note}
+	c := []string{r.name, na, na, na, na, na, na, na, na, na, na, r.note}
 	switch {
 	case r.sse != nil:
 		s := r.sse
@@ -84,7 +84,7 @@ func (r row) cells(batch time.Duration) []string {
 		if n := s.dropped.Load(); n > 0 {
 			notes = append(notes, fmt.Sprintf("%d streams ended early", n))
 		}
-		c[10] = joinNotes(append(notes, r.note)...)
+		c[11] = joinNotes(append(notes, r.note)...)
 	case r.a != nil && r.b != nil:
 		c[1], c[2] = fmt.Sprintf("%.0f", r.a.rps()), fmt.Sprintf("%.0f", r.b.rps())
 		if r.a.rps() > 0 {
@@ -92,8 +92,9 @@ func (r row) cells(batch time.Duration) []string {
 		}
 		c[4], c[5] = fmtDur(r.a.percentile(0.50)), fmtDur(r.a.percentile(0.99))
 		c[6], c[7] = fmtDur(r.b.percentile(0.50)), fmtDur(r.b.percentile(0.99))
-		c[8] = fmtAllocs(r.a.allocsPerReq()) + " → " + fmtAllocs(r.b.allocsPerReq())
-		c[9] = fmt.Sprintf("%.2f → %.2f", r.a.upstreamPerReq(), r.b.upstreamPerReq())
+		c[8] = fmtDur(r.a.cpuPerReq()) + " → " + fmtDur(r.b.cpuPerReq())
+		c[9] = fmtAllocs(r.a.allocsPerReq()) + " → " + fmtAllocs(r.b.allocsPerReq())
+		c[10] = fmt.Sprintf("%.2f → %.2f", r.a.upstreamPerReq(), r.b.upstreamPerReq())
 		var notes []string
 		if p := r.a.problems(r.wantA); p != "" {
 			notes = append(notes, "plain: "+p)
@@ -101,7 +102,7 @@ func (r row) cells(batch time.Duration) []string {
 		if p := r.b.problems(r.wantB); p != "" {
 			notes = append(notes, "etag: "+p)
 		}
-		c[10] = joinNotes(append(notes, r.note)...)
+		c[11] = joinNotes(append(notes, r.note)...)
 	}
 	return c
 }
