@@ -79,8 +79,22 @@ type ETag struct {
 	// response. Default: true.
 	ETagAfterWrite *bool `json:"etag_after_write,omitempty"`
 
-	engine *proxy.Middleware
+	engine    *proxy.Middleware
+	locksHeld bool
 }
+
+// writeLocks holds the write-lock table that every etag handler of the
+// process shares. A reload provisions the new handlers before it cleans up
+// the old ones, so the table, and with it the serialisation of writes that
+// are still in flight, survives the hand-over. Sharing it between handlers
+// can only serialise more, never less.
+var writeLocks = caddy.NewUsagePool()
+
+const writeLocksKey = "etag.write_locks"
+
+type sharedLocks struct{ *proxy.Locks }
+
+func (sharedLocks) Destruct() error { return nil }
 
 // CaddyModule returns the Caddy module information.
 func (ETag) CaddyModule() caddy.ModuleInfo {
@@ -175,6 +189,14 @@ func (e *ETag) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("etag: %w", err)
 	}
 	cfg.Logger = ctx.Logger()
+	held, _, err := writeLocks.LoadOrNew(writeLocksKey, func() (caddy.Destructor, error) {
+		return sharedLocks{proxy.NewLocks()}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("etag: %w", err)
+	}
+	e.locksHeld = true
+	cfg.Locks = held.(sharedLocks).Locks
 	e.engine, err = proxy.New(cfg)
 	if err != nil {
 		return fmt.Errorf("etag: %w", err)
@@ -194,6 +216,10 @@ func (e *ETag) Validate() error {
 func (e *ETag) Cleanup() error {
 	if e.engine != nil {
 		e.engine.Close()
+	}
+	if e.locksHeld {
+		_, _ = writeLocks.Delete(writeLocksKey)
+		e.locksHeld = false
 	}
 	return nil
 }

@@ -5,9 +5,11 @@ import (
 	"sync"
 )
 
-// lockTable serialises requests per resource key. Entries exist only while a
+// Locks serialises requests per resource key. Entries exist only while a
 // request holds or waits for a key, so the table cannot grow without bound.
-type lockTable struct {
+// One Locks may be shared by several Middlewares, so that writes stay
+// serialised while a configuration reload hands over from one to the next.
+type Locks struct {
 	shards [64]lockShard
 }
 
@@ -21,8 +23,9 @@ type keyLock struct {
 	refs int           // holders plus waiters, guarded by the shard's mu
 }
 
-func newLockTable() *lockTable {
-	t := &lockTable{}
+// NewLocks returns an empty lock table.
+func NewLocks() *Locks {
+	t := &Locks{}
 	for i := range t.shards {
 		t.shards[i].m = make(map[uint64]*keyLock)
 	}
@@ -31,7 +34,7 @@ func newLockTable() *lockTable {
 
 // lock waits for key's lock or for ctx to end. On success the caller must
 // call unlock exactly once.
-func (t *lockTable) lock(ctx context.Context, key uint64) (unlock func(), err error) {
+func (t *Locks) lock(ctx context.Context, key uint64) (unlock func(), err error) {
 	s := &t.shards[key%uint64(len(t.shards))]
 	s.mu.Lock()
 	l := s.m[key]
@@ -65,8 +68,8 @@ func (t *lockTable) lock(ctx context.Context, key uint64) (unlock func(), err er
 	}, nil
 }
 
-// len returns how many keys are held or waited for.
-func (t *lockTable) len() int {
+// Len returns how many keys are held or waited for.
+func (t *Locks) Len() int {
 	n := 0
 	for i := range t.shards {
 		s := &t.shards[i]

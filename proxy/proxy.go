@@ -66,7 +66,9 @@ type Config struct {
 	// ErrorStatus maps an error returned by the rest of the route to a
 	// status; nil means 502 for everything.
 	ErrorStatus func(error) int
-	Logger      *zap.Logger
+	// Locks is the write-lock table; nil gives the Middleware its own.
+	Locks  *Locks
+	Logger *zap.Logger
 }
 
 // DefaultConfig returns the documented defaults.
@@ -89,7 +91,7 @@ type Middleware struct {
 	cfg      Config
 	vary     []string
 	cache    *etagCache
-	locks    *lockTable
+	locks    *Locks
 	log      *zap.Logger
 	bufs     sync.Pool
 	hashers  sync.Pool
@@ -108,7 +110,10 @@ func New(cfg Config) (*Middleware, error) {
 	if cfg.TTL <= 0 {
 		return nil, fmt.Errorf("ttl must be positive, got %s", cfg.TTL)
 	}
-	m := &Middleware{cfg: cfg, locks: newLockTable(), log: cfg.Logger, enforced: map[string]bool{}}
+	m := &Middleware{cfg: cfg, locks: cfg.Locks, log: cfg.Logger, enforced: map[string]bool{}}
+	if m.locks == nil {
+		m.locks = NewLocks()
+	}
 	if m.log == nil {
 		m.log = zap.NewNop()
 	}
@@ -136,7 +141,7 @@ func New(cfg Config) (*Middleware, error) {
 func (m *Middleware) Close() { m.cache.close() }
 
 // LockedKeys returns how many resource keys are locked or waited for now.
-func (m *Middleware) LockedKeys() int { return m.locks.len() }
+func (m *Middleware) LockedKeys() int { return m.locks.Len() }
 
 // Wrap adapts m to plain net/http in front of next.
 func (m *Middleware) Wrap(next http.Handler) http.Handler {
