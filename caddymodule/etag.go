@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/etaggate/etaggate/hashing"
 	"github.com/etaggate/etaggate/proxy"
@@ -197,6 +198,13 @@ func (e *ETag) Provision(ctx caddy.Context) error {
 	}
 	e.locksHeld = true
 	cfg.Locks = held.(sharedLocks).Locks
+	if reg := ctx.GetMetricsRegistry(); reg != nil {
+		counters, err := etagOutcomes(reg)
+		if err != nil {
+			return fmt.Errorf("etag: registering metrics: %w", err)
+		}
+		cfg.Observe = func(o proxy.Outcome) { counters[o].Inc() }
+	}
 	e.engine, err = proxy.New(cfg)
 	if err != nil {
 		return fmt.Errorf("etag: %w", err)
@@ -349,6 +357,35 @@ func parseETagCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 	e := new(ETag)
 	err := e.UnmarshalCaddyfile(h.Dispenser)
 	return e, err
+}
+
+// etagOutcomes registers, or finds already registered by another etag
+// handler of the same configuration, the counter of request outcomes, and
+// returns one ready child per outcome so the hot path does no label lookup.
+func etagOutcomes(reg prometheus.Registerer) ([]prometheus.Counter, error) {
+	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy",
+		Subsystem: "etag",
+		Name:      "requests_total",
+		Help:      "Requests handled by the etag handler, by outcome.",
+	}, []string{"outcome"})
+	if err := reg.Register(vec); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return nil, err
+		}
+		existing, ok := are.ExistingCollector.(*prometheus.CounterVec)
+		if !ok {
+			return nil, err
+		}
+		vec = existing
+	}
+	outcomes := proxy.Outcomes()
+	counters := make([]prometheus.Counter, len(outcomes))
+	for i, o := range outcomes {
+		counters[i] = vec.WithLabelValues(o.String())
+	}
+	return counters, nil
 }
 
 // Interface guards.

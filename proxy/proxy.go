@@ -66,6 +66,8 @@ type Config struct {
 	// ErrorStatus maps an error returned by the rest of the route to a
 	// status; nil means 502 for everything.
 	ErrorStatus func(error) int
+	// Observe, when set, is told the outcome of every request it handles.
+	Observe func(Outcome)
 	// Locks is the write-lock table; nil gives the Middleware its own.
 	Locks  *Locks
 	Logger *zap.Logger
@@ -219,6 +221,7 @@ func (m *Middleware) serveRead(w http.ResponseWriter, r *http.Request, next Hand
 		if err != nil && bw.stopped {
 			err = nil // we stopped the body ourselves
 		}
+		m.observe(Untagged)
 		if err == nil && !bw.wrote && bw.status != 0 {
 			bw.sendHeader(bw.status) // a HEAD whose GET ended in a stop before any header went out
 		}
@@ -239,12 +242,14 @@ func (m *Middleware) serveRead(w http.ResponseWriter, r *http.Request, next Hand
 	v, _ := evaluate(r, cur) // syntax was checked above
 	switch v.status {
 	case http.StatusNotModified:
+		m.observe(NotModified)
 		writeNotModified(w)
 		return nil
 	case http.StatusPreconditionFailed:
 		m.preconditionFailed(w, r, v.header, etag)
 		return nil
 	}
+	m.observe(Tagged)
 	if n := bw.buf.Len(); declaredLength(h) != int64(n) || len(h["Content-Length"]) != 1 {
 		h["Content-Length"] = []string{strconv.Itoa(n)}
 	}
@@ -357,6 +362,7 @@ func (m *Middleware) badRequest(w http.ResponseWriter, r *http.Request, err erro
 	if errors.As(err, &fe) {
 		field = fe.field
 	}
+	m.observe(Malformed)
 	m.log.Info("malformed precondition", requestFields(r, zap.String("header", field), zap.Error(err))...)
 	p := problem.New(http.StatusBadRequest, err.Error()+`; entity-tags are quoted, like "abc" or W/"abc", and separated by commas`)
 	if field != "" {
@@ -366,6 +372,7 @@ func (m *Middleware) badRequest(w http.ResponseWriter, r *http.Request, err erro
 }
 
 func (m *Middleware) preconditionFailed(w http.ResponseWriter, r *http.Request, field string, cur hashing.Tag) {
+	m.observe(PreconditionFailed)
 	m.log.Info("precondition failed", requestFields(r, zap.String("header", field), zap.String("etag", cur.Opaque))...)
 	var detail string
 	switch {

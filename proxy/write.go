@@ -61,6 +61,7 @@ func (m *Middleware) serveWrite(w http.ResponseWriter, r *http.Request, next Han
 	// Whatever happens upstream, cached ETags of this resource are suspect
 	// from now on; invalidate before the lock is released.
 	defer m.cache.invalidate(rk)
+	m.observe(Forwarded)
 	fw := &forwardWriter{ResponseWriter: w, m: m, r: r, rk: rk, next: next}
 	return next.ServeHTTP(fw, fwd)
 }
@@ -160,6 +161,7 @@ func (m *Middleware) checkFailed(w http.ResponseWriter, r *http.Request, err err
 	if !errors.As(err, &ce) {
 		ce = &checkError{status: http.StatusBadGateway, err: err}
 	}
+	m.observe(CheckFailed)
 	m.log.Warn("cannot read the current representation; write not forwarded", requestFields(r, zap.Int("status", ce.status), zap.Error(err))...)
 	var detail string
 	if ce.status < 500 {
@@ -177,6 +179,7 @@ func (m *Middleware) checkFailed(w http.ResponseWriter, r *http.Request, err err
 }
 
 func (m *Middleware) preconditionRequired(w http.ResponseWriter, r *http.Request) {
+	m.observe(PreconditionRequired)
 	m.log.Info("precondition required", requestFields(r)...)
 	problem.Write(w, problem.New(http.StatusPreconditionRequired, fmt.Sprintf(
 		"%s %s needs a precondition: GET the resource and send its ETag in If-Match, or send If-None-Match: * to create it", r.Method, r.URL.Path)))
