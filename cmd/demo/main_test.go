@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -324,8 +325,22 @@ func TestDemoEndToEnd(t *testing.T) {
 
 	walkthrough(t, base)
 
+	// A change-notification stream stays open across the Ctrl-C below.
+	stream, err := http.Get(base + "/v1/files/%2F/notify?recursive=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Body.Close()
+	if stream.StatusCode != 200 || stream.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("notify stream = %d %s", stream.StatusCode, stream.Header.Get("Content-Type"))
+	}
+	first, err := bufio.NewReader(stream.Body).ReadString('\n')
+	if err != nil || !strings.HasPrefix(first, ":") {
+		t.Fatalf("notify stream starts with %q, %v; want a comment line", first, err)
+	}
+
 	// Ctrl-C: Caddy stops gracefully and the process exits 0, promptly,
-	// even with an idle keep-alive connection open to the API.
+	// with a keep-alive connection to the API and an event stream open.
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -336,6 +351,6 @@ func TestDemoEndToEnd(t *testing.T) {
 			t.Errorf("demo exited with %v after Ctrl-C, want status 0", err)
 		}
 	case <-time.After(20 * time.Second):
-		t.Fatal("demo did not exit within 20s of Ctrl-C")
+		t.Fatal("demo did not exit within 20s of Ctrl-C with an event stream open")
 	}
 }
