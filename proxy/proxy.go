@@ -180,7 +180,10 @@ func (m *Middleware) resourceKey(r *http.Request) resourceKey {
 
 // conditionalFields are evaluated here against this gateway's ETags, so
 // they must not reach an upstream that would compare them with its own.
-var conditionalFields = [...]string{"If-Match", "If-None-Match"}
+// The date fields go too: an upstream that answered them itself would send
+// a 304 without this gateway's ETag, or a 304 or 412 that RFC 9110 §13.2.2
+// forbids because If-None-Match or If-Match takes precedence.
+var conditionalFields = [...]string{"If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"}
 
 func (m *Middleware) serveRead(w http.ResponseWriter, r *http.Request, next Handler) error {
 	if err := checkSyntax(r); err != nil {
@@ -188,7 +191,7 @@ func (m *Middleware) serveRead(w http.ResponseWriter, r *http.Request, next Hand
 		return nil
 	}
 	up := r
-	im, inm := r.Header["If-Match"], r.Header["If-None-Match"]
+	var hidden [len(conditionalFields)][]string
 	if r.Method == http.MethodHead {
 		// A HEAD goes upstream as a GET: the ETag needs the body a GET
 		// would have, and the headers must be exactly a GET's.
@@ -197,12 +200,16 @@ func (m *Middleware) serveRead(w http.ResponseWriter, r *http.Request, next Hand
 		for _, f := range conditionalFields {
 			delete(up.Header, f)
 		}
-	} else if im != nil || inm != nil {
+	} else {
 		// Hide the fields from the rest of the route for the duration of
 		// the call rather than cloning the request on this hot path.
-		delete(r.Header, "If-Match")
-		delete(r.Header, "If-None-Match")
-		defer restoreFields(r.Header, im, inm)
+		for i, f := range conditionalFields {
+			if v := r.Header[f]; v != nil {
+				hidden[i] = v
+				delete(r.Header, f)
+			}
+		}
+		defer restoreFields(r.Header, &hidden)
 	}
 
 	var rk resourceKey
@@ -216,7 +223,7 @@ func (m *Middleware) serveRead(w http.ResponseWriter, r *http.Request, next Hand
 	bw := m.newWriter(w, w.Header(), r.Method == http.MethodHead)
 	defer m.releaseWriter(bw)
 	err := callNext(bw, up, next)
-	restoreFields(r.Header, im, inm) // idempotent; the defer covers panics
+	restoreFields(r.Header, &hidden) // idempotent; the defer covers panics
 	if !bw.buffered() {
 		if err != nil && bw.stopped {
 			err = nil // we stopped the body ourselves
@@ -260,12 +267,11 @@ func (m *Middleware) serveRead(w http.ResponseWriter, r *http.Request, next Hand
 	return nil
 }
 
-func restoreFields(h http.Header, im, inm []string) {
-	if im != nil {
-		h["If-Match"] = im
-	}
-	if inm != nil {
-		h["If-None-Match"] = inm
+func restoreFields(h http.Header, hidden *[len(conditionalFields)][]string) {
+	for i, v := range hidden {
+		if v != nil {
+			h[conditionalFields[i]] = v
+		}
 	}
 }
 
