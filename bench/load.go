@@ -25,6 +25,7 @@ type side struct {
 type result struct {
 	n        int64
 	elapsed  time.Duration
+	perRound []float64 // requests per second of each measured round
 	lat      []time.Duration
 	statuses map[int]int64
 	errs     int64
@@ -42,6 +43,27 @@ func (r *result) rps() float64 {
 		return 0
 	}
 	return float64(r.n) / r.elapsed.Seconds()
+}
+
+// ratio compares r with base round by round: the median of the ratios of
+// rounds run back to back, and their range. The median shrugs off a round
+// that another process on the machine disturbed.
+func (r *result) ratio(base *result) (median, lo, hi float64) {
+	var rs []float64
+	for i := range min(len(r.perRound), len(base.perRound)) {
+		if base.perRound[i] > 0 {
+			rs = append(rs, r.perRound[i]/base.perRound[i])
+		}
+	}
+	if len(rs) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(rs)
+	median = rs[len(rs)/2]
+	if len(rs)%2 == 0 {
+		median = (rs[len(rs)/2-1] + rs[len(rs)/2]) / 2
+	}
+	return median, rs[0], rs[len(rs)-1]
 }
 
 func (r *result) percentile(p float64) time.Duration {
@@ -130,6 +152,7 @@ func (b *bench) compare(ctx context.Context, slug string, sides []side) ([]*resu
 			acc := results[i]
 			acc.n += res.n
 			acc.elapsed += res.elapsed
+			acc.perRound = append(acc.perRound, res.rps())
 			acc.lat = append(acc.lat, res.lat...)
 			for k, v := range res.statuses {
 				acc.statuses[k] += v

@@ -41,9 +41,9 @@ type options struct {
 func parseFlags() (options, error) {
 	var o options
 	var sse, only string
-	quick := flag.Bool("quick", false, "smoke run: 0.5s rounds, one round per side, 1,000 SSE subscribers")
-	flag.DurationVar(&o.round, "d", 3*time.Second, "duration of one measured round")
-	flag.IntVar(&o.rounds, "rounds", 2, "measured rounds per side; sides alternate A B A B …")
+	quick := flag.Bool("quick", false, "smoke run: two 0.5s rounds per side, 1,000 SSE subscribers")
+	flag.DurationVar(&o.round, "d", time.Second, "duration of one measured round")
+	flag.IntVar(&o.rounds, "rounds", 6, "measured rounds per side; sides alternate A B A B …")
 	flag.IntVar(&o.conc, "c", 32, "concurrent keep-alive connections of the load generator")
 	flag.StringVar(&sse, "sse", "1000,10000", "SSE fan-out subscriber counts, comma-separated; empty for none")
 	flag.IntVar(&o.sseEvents, "sse-events", 5, "file writes (events) per SSE fan-out measurement")
@@ -59,7 +59,7 @@ func parseFlags() (options, error) {
 		return o, fmt.Errorf("unexpected arguments %q", flag.Args())
 	}
 	if *quick {
-		o.round, o.rounds, sse, o.sseEvents = 500*time.Millisecond, 1, "1000", 2
+		o.round, o.rounds, sse, o.sseEvents = 500*time.Millisecond, 2, "1000", 2
 	}
 	if o.round <= 0 || o.rounds < 1 || o.conc < 1 || o.sseEvents < 1 {
 		return o, errors.New("-d, -rounds, -c and -sse-events must be positive")

@@ -87,8 +87,11 @@ func (r row) cells(batch time.Duration) []string {
 		c[11] = joinNotes(append(notes, r.note)...)
 	case r.a != nil && r.b != nil:
 		c[1], c[2] = fmt.Sprintf("%.0f", r.a.rps()), fmt.Sprintf("%.0f", r.b.rps())
-		if r.a.rps() > 0 {
-			c[3] = fmt.Sprintf("%.2f", r.b.rps()/r.a.rps())
+		if med, lo, hi := r.b.ratio(r.a); med > 0 {
+			c[3] = fmt.Sprintf("%.2f", med)
+			if len(r.b.perRound) > 1 {
+				c[3] += fmt.Sprintf(" (%.2f–%.2f)", lo, hi)
+			}
 		}
 		c[4], c[5] = fmtDur(r.a.percentile(0.50)), fmtDur(r.a.percentile(0.99))
 		c[6], c[7] = fmtDur(r.b.percentile(0.50)), fmtDur(r.b.percentile(0.99))
