@@ -9,7 +9,7 @@ import (
 	"hash"
 
 	"github.com/zeebo/xxh3"
-	"lukechampine.com/blake3"
+	"github.com/zeebo/blake3"
 )
 
 // Algorithm names a hash function that turns a body into an entity-tag.
@@ -68,7 +68,7 @@ func (a Algorithm) New() Hasher {
 	case SHA256:
 		return &stdHasher{h: sha256.New()}
 	case BLAKE3:
-		return &stdHasher{h: blake3.New(32, nil)}
+		return &stdHasher{h: blake3.New()}
 	default:
 		return &xxh3Hasher{h: xxh3.New128()}
 	}
