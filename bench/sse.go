@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -112,19 +114,19 @@ func (b *bench) fanOut(ctx context.Context, addr, root string, n, events int) (*
 			defer func() { <-sem; dialers.Done() }()
 			c, err := dialRaw(addr, 2048)
 			if err != nil {
-				refuse("dial: " + err.Error())
+				refuse("dial: " + errText(err))
 				return
 			}
 			c.c.SetDeadline(time.Now().Add(30 * time.Second))
 			var head response
 			if _, err := c.c.Write(req); err != nil {
 				c.Close()
-				refuse("write: " + err.Error())
+				refuse("write: " + errText(err))
 				return
 			}
 			if err := c.readHead(&head, false); err != nil {
 				c.Close()
-				refuse("response: " + err.Error())
+				refuse("response: " + errText(err))
 				return
 			}
 			if head.status != 200 {
@@ -137,7 +139,11 @@ func (b *bench) fanOut(ctx context.Context, addr, root string, n, events int) (*
 			first, err := body.ReadString('\n')
 			if err != nil || !strings.HasPrefix(first, ":") {
 				c.Close()
-				refuse(fmt.Sprintf("first line %q, %v", first, err))
+				if err != nil {
+					refuse("first line: " + errText(err))
+				} else {
+					refuse(fmt.Sprintf("first line %.40q is not a comment", first))
+				}
 				return
 			}
 			c.c.SetDeadline(time.Time{})
@@ -244,4 +250,14 @@ func (s *subscriber) match(line string, names []string, received []atomic.Int64)
 			received[e].Add(1)
 		}
 	}
+}
+
+// errText is err without the addresses of a net.OpError, so that equal
+// failures of many connections count as one kind.
+func errText(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err.Error()
+	}
+	return err.Error()
 }
