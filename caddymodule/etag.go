@@ -293,7 +293,8 @@ func (e *ETag) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("methods: list at least one method, such as PUT PATCH DELETE")
 			}
 		case "vary":
-			vary := d.RemainingArgs()
+			// Not nil: an empty list must survive the trip through JSON.
+			vary := append([]string{}, d.RemainingArgs()...)
 			e.Vary = &vary
 		case "require_precondition":
 			if d.NextArg() {
