@@ -262,11 +262,11 @@ func (e *ETag) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		switch opt {
 		case "hash", "verify", "key", "upstream_etag":
 			if !d.NextArg() {
-				return d.ArgErr()
+				return optionArgErr(d, opt)
 			}
 			v := d.Val()
 			if d.NextArg() {
-				return d.ArgErr()
+				return optionArgErr(d, opt)
 			}
 			switch opt {
 			case "hash":
@@ -298,19 +298,19 @@ func (e *ETag) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			e.Vary = &vary
 		case "require_precondition":
 			if d.NextArg() {
-				return d.ArgErr()
+				return optionArgErr(d, opt)
 			}
 			e.RequirePrecondition = true
 		case "max_body", "cache_size":
 			if !d.NextArg() {
-				return d.ArgErr()
+				return optionArgErr(d, opt)
 			}
 			n, err := humanize.ParseBytes(d.Val())
 			if err != nil || n == 0 || n > 1<<62 {
 				return d.Errf("%s: %q is not a size such as 16MiB", opt, d.Val())
 			}
 			if d.NextArg() {
-				return d.ArgErr()
+				return optionArgErr(d, opt)
 			}
 			if opt == "max_body" {
 				e.MaxBody = int64(n)
@@ -319,19 +319,19 @@ func (e *ETag) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "ttl":
 			if !d.NextArg() {
-				return d.ArgErr()
+				return optionArgErr(d, opt)
 			}
 			dur, err := caddy.ParseDuration(d.Val())
 			if err != nil || dur <= 0 {
 				return d.Errf("ttl: %q is not a positive duration such as 10m", d.Val())
 			}
 			if d.NextArg() {
-				return d.ArgErr()
+				return optionArgErr(d, opt)
 			}
 			e.TTL = caddy.Duration(dur)
 		case "etag_after_write":
 			if !d.NextArg() {
-				return d.ArgErr()
+				return optionArgErr(d, opt)
 			}
 			var on bool
 			switch d.Val() {
@@ -342,7 +342,7 @@ func (e *ETag) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("etag_after_write: unknown value %q: use on or off", d.Val())
 			}
 			if d.NextArg() {
-				return d.ArgErr()
+				return optionArgErr(d, opt)
 			}
 			e.ETagAfterWrite = &on
 		default:
@@ -353,6 +353,24 @@ func (e *ETag) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 var etagOptions = []string{"hash", "methods", "require_precondition", "verify", "max_body", "cache_size", "ttl", "key", "vary", "upstream_etag", "etag_after_write"}
+
+// etagUsage shows the arguments of each option, for errors about their count.
+var etagUsage = map[string]string{
+	"hash":                 "hash xxh3 | sha256 | blake3",
+	"require_precondition": "require_precondition (no argument)",
+	"verify":               "verify upstream | cache",
+	"max_body":             "max_body <size>",
+	"cache_size":           "cache_size <size>",
+	"ttl":                  "ttl <duration>",
+	"key":                  "key <placeholder template>",
+	"upstream_etag":        "upstream_etag keep | replace",
+	"etag_after_write":     "etag_after_write on | off",
+}
+
+// optionArgErr reports a wrong number of arguments, naming the option.
+func optionArgErr(d *caddyfile.Dispenser, opt string) error {
+	return d.Errf("%s: wrong number of arguments; use %s", opt, etagUsage[opt])
+}
 
 func parseETagCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	e := new(ETag)
