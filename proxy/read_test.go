@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -981,4 +982,118 @@ func TestReadCacheKeyedByUpstreamVary(t *testing.T) {
 	if got := up.events(); !slices.Contains(got, "PUT a") {
 		t.Fatalf("upstream saw %q", got)
 	}
+}
+
+// TestReadSlowFillDoesNotOutliveWrite starts a read, lets a write complete
+// while the read's upstream response is still on its way, and checks that
+// the stale ETag the read computed is not what the next write is checked
+// against.
+func TestReadSlowFillDoesNotOutliveWrite(t *testing.T) {
+	var mu sync.Mutex
+	doc := "version 1"
+	reading := make(chan struct{})
+	release := make(chan struct{})
+	var slow atomic.Bool
+	slow.Store(true)
+	cfg := DefaultConfig()
+	cfg.Verify = VerifyCache
+	cfg.ETagAfterWrite = false
+	g := startReadGateway(t, cfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodGet:
+			mu.Lock()
+			snapshot := doc
+			mu.Unlock()
+			if slow.CompareAndSwap(true, false) {
+				close(reading)
+				select {
+				case <-release:
+				case <-time.After(20 * time.Second):
+				}
+			}
+			_, _ = io.WriteString(w, snapshot)
+		case http.MethodPut:
+			b, _ := io.ReadAll(r.Body)
+			mu.Lock()
+			doc = string(b)
+			mu.Unlock()
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}))
+	old := hashing.XXH3.Sum([]byte("version 1"))
+
+	done := make(chan *http.Response, 1)
+	go func() {
+		res, err := g.client.Get(g.url + "/doc")
+		if err != nil {
+			t.Error(err)
+		} else {
+			res.Body.Close()
+		}
+		done <- res
+	}()
+	<-reading
+	req, _ := http.NewRequest(http.MethodPut, g.url+"/doc", strings.NewReader("version 2"))
+	req.Header.Set("If-Match", "*")
+	res, err := g.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 204 {
+		t.Fatalf("PUT: %d", res.StatusCode)
+	}
+	close(release)
+	if slowRes := <-done; slowRes == nil || slowRes.Header.Get("Etag") != old {
+		t.Fatalf("the slow read did not answer with the old ETag %s", old)
+	}
+	g.m.cache.c.Wait()
+
+	req, _ = http.NewRequest(http.MethodPut, g.url+"/doc", strings.NewReader("version 3"))
+	req.Header.Set("If-Match", old)
+	res, err = g.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 412 {
+		t.Fatalf("PUT with the tag of the overwritten version: %d, want 412", res.StatusCode)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if doc != "version 2" {
+		t.Fatalf("the upstream holds %q: an update was lost", doc)
+	}
+}
+
+// TestReadConcurrent runs many reads of different sizes at once, so that
+// pooled buffers and hashers shared between them would show.
+func TestReadConcurrent(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxBody = 256 << 10
+	g := startReadGateway(t, cfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		_, _ = w.Write(bytes.Repeat([]byte{byte('a' + n%26)}, n))
+	}))
+	sizes := []int{0, 1, 100, 4 << 10, 64 << 10, 256 << 10, 256<<10 + 1, 1 << 20}
+	var wg sync.WaitGroup
+	for i := range 64 {
+		wg.Go(func() {
+			n := sizes[i%len(sizes)]
+			method := []string{http.MethodGet, http.MethodHead}[i/len(sizes)%2]
+			res, body := g.do(t, method, fmt.Sprintf("/r?n=%d", n))
+			want := bytes.Repeat([]byte{byte('a' + n%26)}, n)
+			if method == http.MethodGet && !bytes.Equal(body, want) {
+				t.Errorf("%s n=%d: body of %d bytes differs", method, n, len(body))
+			}
+			tag := res.Header.Get("Etag")
+			switch {
+			case int64(n) > cfg.MaxBody && tag != "":
+				t.Errorf("%s n=%d: ETag %q over max_body", method, n, tag)
+			case int64(n) <= cfg.MaxBody && tag != hashing.XXH3.Sum(want):
+				t.Errorf("%s n=%d: ETag %q, want %q", method, n, tag, hashing.XXH3.Sum(want))
+			}
+		})
+	}
+	wg.Wait()
 }
