@@ -532,6 +532,33 @@ func TestCaddyETagOverMaxBody(t *testing.T) {
 		}
 	})
 
+	t.Run("HEAD", func(t *testing.T) {
+		// The HEAD goes upstream as a GET whose body is cut off once it
+		// outgrows max_body; the client gets a GET's headers at once.
+		head, body := readDo(t, http.MethodHead, base+"/whole", nil)
+		get, err := testutil.Client().Get(base + "/whole")
+		if err != nil {
+			t.Fatal(err)
+		}
+		get.Body.Close()
+		if head.StatusCode != 200 || len(body) != 0 {
+			t.Fatalf("HEAD: %d with %d bytes", head.StatusCode, len(body))
+		}
+		if _, ok := head.Header["Etag"]; ok {
+			t.Errorf("HEAD of a body over max_body got ETag %q", head.Header.Get("Etag"))
+		}
+		g, h := get.Header.Clone(), head.Header.Clone()
+		delete(g, "Date")
+		delete(h, "Date")
+		if fmt.Sprint(g) != fmt.Sprint(h) {
+			t.Errorf("HEAD header\n%v\nGET header\n%v", h, g)
+		}
+		// The connection and the server are fine afterwards.
+		if res, _ := readDo(t, http.MethodHead, base+"/whole", nil); res.StatusCode != 200 {
+			t.Errorf("second HEAD: %d", res.StatusCode)
+		}
+	})
+
 	t.Run("heap", func(t *testing.T) {
 		runtime.GC()
 		var before, after runtime.MemStats
@@ -650,5 +677,58 @@ func TestCaddyETagUsersDoNotShareCache(t *testing.T) {
 	}
 	if puts := up.requests(http.MethodPut); !slices.Equal(puts, []string{"PUT /doc Bearer alice"}) {
 		t.Fatalf("the upstream saw %q", puts)
+	}
+}
+
+// TestCaddyETagUpgrade passes a protocol upgrade through etag untouched.
+func TestCaddyETagUpgrade(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "echo" {
+			http.Error(w, "upgrade required", http.StatusUpgradeRequired)
+			return
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		_ = brw.Flush()
+		for {
+			line, err := brw.ReadString('\n')
+			if err != nil {
+				return
+			}
+			_, _ = brw.WriteString("echo " + line)
+			_ = brw.Flush()
+		}
+	}))
+	defer up.Close()
+	base := startReadCaddy(t, "\tetag\n\treverse_proxy "+strings.TrimPrefix(up.URL, "http://"))
+	host := strings.TrimPrefix(base, "http://")
+	c, err := net.DialTimeout("tcp", host, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	_, _ = io.WriteString(c, "GET /chat HTTP/1.1\r\nHost: "+host+"\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	br := bufio.NewReader(c)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d, want 101", res.StatusCode)
+	}
+	if _, ok := res.Header["Etag"]; ok {
+		t.Errorf("101 got ETag %q", res.Header.Get("Etag"))
+	}
+	for _, msg := range []string{"one", "two"} {
+		_, _ = io.WriteString(c, msg+"\n")
+		line, err := br.ReadString('\n')
+		if err != nil || line != "echo "+msg+"\n" {
+			t.Fatalf("after the upgrade: %q, %v", line, err)
+		}
 	}
 }
