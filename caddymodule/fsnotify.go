@@ -1,0 +1,269 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/etaggate/etaggate/notifier"
+)
+
+func init() {
+	caddy.RegisterModule(FSNotify{})
+	httpcaddyfile.RegisterHandlerDirective("fs_notify", parseFSNotify)
+	httpcaddyfile.RegisterDirectiveOrder("fs_notify", httpcaddyfile.Before, "reverse_proxy")
+}
+
+// FSNotify streams change notifications for a directory tree as
+// server-sent events, in the shape of Qumulo Core's
+// `GET /v1/files/<ref>/notify?filter=<types>&recursive=<bool>` API.
+//
+// `<ref>` is a directory below `root`: an absolute path, URL-encoded
+// (`%2Fmy%2Fdir`) or as plain segments (`my/dir`), or its file ID (inode
+// number). Requests whose path is not `<prefix>/<ref>/notify` are passed to
+// the next handler.
+type FSNotify struct {
+	// The directory tree that can be watched. Nothing outside it (through
+	// `..` or symlinks) can be watched or is ever reported. Required.
+	Root string `json:"root,omitempty"`
+
+	// The URL path before the ref. Default: `/v1/files`.
+	Prefix string `json:"prefix,omitempty"`
+
+	// Interval of the comment lines that keep an idle stream open through
+	// proxies. Default: 15s.
+	Keepalive caddy.Duration `json:"keepalive,omitempty"`
+
+	// How long events are gathered into one payload (one SSE event holding
+	// a JSON list). Default: 50ms.
+	Batch caddy.Duration `json:"batch,omitempty"`
+
+	// The backlog, in payloads, a subscriber may fall behind before it is
+	// sent `event: overflow` and disconnected, so that it never slows the
+	// others. Default: 1024.
+	Queue int `json:"queue,omitempty"`
+
+	// The number of recent payloads kept to replay to a client reconnecting
+	// with `Last-Event-ID`. Default: 4096.
+	History int `json:"history,omitempty"`
+
+	// The most streams open at once; more are refused with 503.
+	// Default: 10000.
+	MaxSubscribers int `json:"max_subscribers,omitempty"`
+
+	engine  *notifier.Notifier
+	logger  *zap.Logger
+	servers *serverSet
+}
+
+// serverSet remembers the servers whose shutdown ends our streams.
+type serverSet struct {
+	mu sync.Mutex
+	m  map[*http.Server]struct{}
+}
+
+// CaddyModule returns the Caddy module information.
+func (FSNotify) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.fs_notify",
+		New: func() caddy.Module { return new(FSNotify) },
+	}
+}
+
+// Provision fills in defaults and starts watching root.
+func (m *FSNotify) Provision(ctx caddy.Context) error {
+	m.logger = ctx.Logger()
+	if m.Prefix == "" {
+		m.Prefix = notifier.DefaultPrefix
+	}
+	if m.Keepalive == 0 {
+		m.Keepalive = caddy.Duration(notifier.DefaultKeepalive)
+	}
+	if m.Batch == 0 {
+		m.Batch = caddy.Duration(notifier.DefaultBatch)
+	}
+	if m.Queue == 0 {
+		m.Queue = notifier.DefaultQueue
+	}
+	if m.History == 0 {
+		m.History = notifier.DefaultHistory
+	}
+	if m.MaxSubscribers == 0 {
+		m.MaxSubscribers = notifier.DefaultMaxSubscribers
+	}
+	if err := m.check(); err != nil {
+		return err
+	}
+	engine, err := notifier.New(notifier.Config{
+		Root:           m.Root,
+		Prefix:         m.Prefix,
+		Keepalive:      time.Duration(m.Keepalive),
+		Batch:          time.Duration(m.Batch),
+		Queue:          m.Queue,
+		History:        m.History,
+		MaxSubscribers: m.MaxSubscribers,
+		Logger:         m.logger,
+	})
+	if err != nil {
+		return fmt.Errorf("fs_notify: %w", err)
+	}
+	m.engine = engine
+	m.servers = &serverSet{m: make(map[*http.Server]struct{})}
+	m.logger.Info("watching for change notifications",
+		zap.String("root", engine.Root()), zap.String("prefix", m.Prefix))
+	return nil
+}
+
+// Validate rejects a configuration that cannot work.
+func (m *FSNotify) Validate() error { return m.check() }
+
+func (m *FSNotify) check() error {
+	switch {
+	case m.Root == "":
+		return fmt.Errorf("fs_notify: root is required")
+	case m.Prefix != "" && !strings.HasPrefix(m.Prefix, "/"):
+		return fmt.Errorf("fs_notify: prefix %q must begin with /", m.Prefix)
+	case m.Keepalive < 0:
+		return fmt.Errorf("fs_notify: keepalive %s must be positive", time.Duration(m.Keepalive))
+	case m.Batch < 0:
+		return fmt.Errorf("fs_notify: batch %s must be positive", time.Duration(m.Batch))
+	case m.Queue < 0:
+		return fmt.Errorf("fs_notify: queue %d must be at least 1", m.Queue)
+	case m.History < 0:
+		return fmt.Errorf("fs_notify: history %d must be at least 1", m.History)
+	case m.MaxSubscribers < 0:
+		return fmt.Errorf("fs_notify: max_subscribers %d must be at least 1", m.MaxSubscribers)
+	}
+	return nil
+}
+
+// Cleanup ends every stream and stops watching; it returns once every
+// goroutine of the module has.
+func (m *FSNotify) Cleanup() error {
+	if m.engine == nil {
+		return nil
+	}
+	return m.engine.Close()
+}
+
+// ServeHTTP streams notifications for <prefix>/<ref>/notify and passes
+// every other request on.
+func (m *FSNotify) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if !m.engine.Match(r) {
+		return next.ServeHTTP(w, r)
+	}
+	m.endStreamsOnShutdown(r)
+	m.engine.ServeHTTP(w, r)
+	return nil
+}
+
+// endStreamsOnShutdown makes the shutdown of the request's server end our
+// streams. A graceful shutdown waits for active requests, and a stream
+// never finishes by itself; Caddy only calls Cleanup after the shutdown.
+func (m *FSNotify) endStreamsOnShutdown(r *http.Request) {
+	srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server)
+	if !ok {
+		return
+	}
+	m.servers.mu.Lock()
+	defer m.servers.mu.Unlock()
+	if _, done := m.servers.m[srv]; done {
+		return
+	}
+	m.servers.m[srv] = struct{}{}
+	engine := m.engine
+	srv.RegisterOnShutdown(func() { _ = engine.Close() })
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	fs_notify [<matcher>] {
+//	    root            <dir>
+//	    prefix          <path>
+//	    keepalive       <duration>
+//	    batch           <duration>
+//	    queue           <n>
+//	    history         <n>
+//	    max_subscribers <n>
+//	}
+func (m *FSNotify) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		var val string
+		if !d.Args(&val) {
+			return d.ArgErr()
+		}
+		if d.NextArg() {
+			return d.Errf("fs_notify: %s takes one value", opt)
+		}
+		switch opt {
+		case "root":
+			m.Root = val
+		case "prefix":
+			if !strings.HasPrefix(val, "/") {
+				return d.Errf("fs_notify: prefix %q must begin with /", val)
+			}
+			m.Prefix = val
+		case "keepalive", "batch":
+			dur, err := caddy.ParseDuration(val)
+			if err != nil {
+				return d.Errf("fs_notify: %s %q: %v", opt, val, err)
+			}
+			if dur <= 0 {
+				return d.Errf("fs_notify: %s %q must be positive", opt, val)
+			}
+			if opt == "keepalive" {
+				m.Keepalive = caddy.Duration(dur)
+			} else {
+				m.Batch = caddy.Duration(dur)
+			}
+		case "queue", "history", "max_subscribers":
+			v, err := strconv.Atoi(val)
+			if err != nil || v < 1 {
+				return d.Errf("fs_notify: %s %q must be a whole number of at least 1", opt, val)
+			}
+			switch opt {
+			case "queue":
+				m.Queue = v
+			case "history":
+				m.History = v
+			default:
+				m.MaxSubscribers = v
+			}
+		default:
+			return d.Errf("fs_notify: unknown option %q (valid: root, prefix, keepalive, batch, queue, history, max_subscribers)", opt)
+		}
+	}
+	if m.Root == "" {
+		return d.Err("fs_notify: root is required")
+	}
+	return nil
+}
+
+func parseFSNotify(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(FSNotify)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*FSNotify)(nil)
+	_ caddy.Validator             = (*FSNotify)(nil)
+	_ caddy.CleanerUpper          = (*FSNotify)(nil)
+	_ caddyhttp.MiddlewareHandler = (*FSNotify)(nil)
+	_ caddyfile.Unmarshaler       = (*FSNotify)(nil)
+)

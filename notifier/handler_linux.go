@@ -1,0 +1,300 @@
+//go:build linux
+
+package notifier
+
+import (
+	"errors"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/etaggate/etaggate/internal/problem"
+)
+
+const notifySuffix = "/notify"
+
+// refOf extracts the still-escaped ref of a <prefix>/<ref>/notify URL.
+func (n *Notifier) refOf(r *http.Request) (string, bool) {
+	p := r.URL.EscapedPath()
+	pre := n.cfg.Prefix + "/"
+	if len(p) <= len(pre)+len(notifySuffix) || !strings.HasPrefix(p, pre) || !strings.HasSuffix(p, notifySuffix) {
+		return "", false
+	}
+	return p[len(pre) : len(p)-len(notifySuffix)], true
+}
+
+// Match reports whether r is addressed to the notify endpoint, i.e. its
+// path is <prefix>/<ref>/notify. Other requests are not n's business.
+func (n *Notifier) Match(r *http.Request) bool {
+	_, ok := n.refOf(r)
+	return ok
+}
+
+// ServeHTTP answers GET <prefix>/<ref>/notify?filter=...&recursive=... with
+// a stream of server-sent events, and every error with a problem document.
+func (n *Notifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ref, ok := n.refOf(r)
+	if !ok {
+		n.fail(w, r, http.StatusNotFound, "not a notify URL; expected "+n.cfg.Prefix+"/<ref>/notify", nil, nil)
+		return
+	}
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		n.fail(w, r, http.StatusMethodNotAllowed, "the notify endpoint only answers GET", nil, nil)
+		return
+	}
+	q := r.URL.Query()
+	filter, err := ParseFilter(strings.Join(q["filter"], ","))
+	if err != nil {
+		n.fail(w, r, http.StatusBadRequest, "filter: "+strings.TrimPrefix(err.Error(), "notifier: "),
+			map[string]any{"valid_values": TypeNames()}, nil)
+		return
+	}
+	rec := false
+	if vs, ok := q["recursive"]; ok {
+		switch strings.ToLower(vs[0]) {
+		case "true":
+			rec = true
+		case "false":
+		default:
+			n.fail(w, r, http.StatusBadRequest, "recursive must be true or false, not "+strconv.Quote(vs[0]),
+				map[string]any{"valid_values": []string{"true", "false"}}, nil)
+			return
+		}
+	}
+	fd, err := n.resolve(ref)
+	if err != nil {
+		n.failRef(w, r, ref, err)
+		return
+	}
+	lastID, hasLastID := "", false
+	if v := r.Header.Values("Last-Event-ID"); len(v) > 0 {
+		lastID, hasLastID = strings.TrimSpace(v[0]), true
+	}
+	s, err := n.subscribe(fd, rec, filter, lastID, hasLastID)
+	if err != nil {
+		n.failRef(w, r, ref, err)
+		return
+	}
+	defer s.Close()
+	n.log.Debug("stream opened", zap.String("ref", ref), zap.Bool("recursive", rec),
+		zap.String("remote_addr", r.RemoteAddr), zap.Bool("last_event_id", hasLastID))
+	err = s.serve(w, r)
+	n.log.Debug("stream closed", zap.String("ref", ref), zap.String("remote_addr", r.RemoteAddr), zap.NamedError("cause", err))
+}
+
+func (n *Notifier) failRef(w http.ResponseWriter, r *http.Request, ref string, err error) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		n.fail(w, r, http.StatusNotFound, "no directory "+strconv.Quote(ref)+" below root", nil, err)
+	case errors.Is(err, ErrOutsideRoot):
+		n.fail(w, r, http.StatusNotFound, "no directory "+strconv.Quote(ref)+" below root", nil, err)
+	case errors.Is(err, ErrNotDirectory):
+		n.fail(w, r, http.StatusBadRequest, strconv.Quote(ref)+" is not a directory; only directories can be watched", nil, err)
+	case errors.Is(err, ErrTooManyStreams):
+		w.Header().Set("Retry-After", "5")
+		n.fail(w, r, http.StatusServiceUnavailable, "too many subscribers (max_subscribers "+strconv.Itoa(n.cfg.MaxSubscribers)+")", nil, err)
+	case errors.Is(err, ErrWatchLimit):
+		n.fail(w, r, http.StatusServiceUnavailable,
+			"the kernel's inotify watch limit is reached; raise the sysctl fs.inotify.max_user_watches",
+			map[string]any{"sysctl": "fs.inotify.max_user_watches"}, err)
+	case errors.Is(err, ErrClosed):
+		n.fail(w, r, http.StatusServiceUnavailable, "the server is shutting down or reloading", nil, err)
+	case errors.Is(err, fs.ErrPermission):
+		n.fail(w, r, http.StatusForbidden, "the server may not read "+strconv.Quote(ref), nil, err)
+	default:
+		n.fail(w, r, http.StatusInternalServerError, "cannot watch "+strconv.Quote(ref), nil, err)
+	}
+}
+
+func (n *Notifier) fail(w http.ResponseWriter, r *http.Request, status int, detail string, ext map[string]any, err error) {
+	d := problem.New(status, detail)
+	d.Extensions = ext
+	problem.Write(w, d)
+	log := n.log.Info
+	if status >= 500 {
+		log = n.log.Error
+	}
+	log("fs_notify request refused",
+		zap.Int("status", status),
+		zap.String("detail", detail),
+		zap.String("method", r.Method),
+		zap.String("host", r.Host),
+		zap.String("uri", r.RequestURI),
+		zap.String("remote_addr", r.RemoteAddr),
+		zap.NamedError("cause", err))
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// resolve opens the directory a ref names: a file ID (all digits), or an
+// absolute path, URL-encoded or as plain segments, taken below root. The
+// returned O_PATH descriptor is confined to root both lexically (no ".."
+// segment) and physically (symlinks resolved, then opened with no symlink
+// allowed on the way).
+func (n *Notifier) resolve(ref string) (int, error) {
+	if isDigits(ref) {
+		ino, err := strconv.ParseUint(ref, 10, 64)
+		if err != nil {
+			return -1, ErrNotFound
+		}
+		rel, err := n.pathOfID(ino)
+		if err != nil {
+			return -1, err
+		}
+		return n.openRel(rel)
+	}
+	p, err := url.PathUnescape(ref)
+	if err != nil || strings.IndexByte(p, 0) >= 0 {
+		return -1, ErrNotFound
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == ".." {
+			return -1, ErrOutsideRoot
+		}
+	}
+	rel := strings.TrimPrefix(path.Clean("/"+p), "/")
+	if rel == "" {
+		rel = "."
+	}
+	return n.openRel(rel)
+}
+
+func (n *Notifier) openRel(rel string) (int, error) {
+	real, err := filepath.EvalSymlinks(filepath.Join(n.root, rel))
+	if err != nil {
+		return -1, ErrNotFound
+	}
+	if !within(n.root, real) {
+		return -1, ErrOutsideRoot
+	}
+	r := strings.TrimPrefix(strings.TrimPrefix(real, n.root), "/")
+	if r == "" {
+		r = "."
+	}
+	fd, err := openBeneath(n.rootFD, r, unix.O_PATH)
+	switch {
+	case errors.Is(err, unix.ELOOP), errors.Is(err, unix.EXDEV):
+		return -1, ErrOutsideRoot
+	case errors.Is(err, unix.EACCES):
+		return -1, fs.ErrPermission
+	case err != nil:
+		return -1, ErrNotFound
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		closeFD(fd)
+		return -1, ErrNotFound
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		closeFD(fd)
+		return -1, ErrNotDirectory
+	}
+	return fd, nil
+}
+
+// pathOfID finds the directory whose inode is ino: the root, a watched
+// directory, a cached answer still true, or else a walk of the tree.
+func (n *Notifier) pathOfID(ino uint64) (string, error) {
+	if ino == n.rootIno {
+		return ".", nil
+	}
+	n.mu.Lock()
+	for _, x := range n.nodes {
+		if x.ino == ino && !x.gone {
+			if rel, ok := n.relOfNode(x); ok {
+				n.mu.Unlock()
+				return rel, nil
+			}
+		}
+	}
+	cached, ok := n.idCache[ino]
+	n.mu.Unlock()
+	if ok {
+		var st unix.Stat_t
+		if unix.Lstat(filepath.Join(n.root, cached), &st) == nil && st.Ino == ino && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			return cached, nil
+		}
+	}
+	found := ""
+	seen := make(map[uint64]string)
+	_ = filepath.WalkDir(n.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		st, ok := info.Sys().(*syscall.Stat_t)
+		if !ok {
+			return nil
+		}
+		rel := strings.TrimPrefix(strings.TrimPrefix(p, n.root), "/")
+		if rel == "" {
+			rel = "."
+		}
+		if len(seen) < 1<<16 {
+			seen[st.Ino] = rel
+		}
+		if st.Ino == ino {
+			found = rel
+			return fs.SkipAll
+		}
+		return nil
+	})
+	n.mu.Lock()
+	if len(n.idCache)+len(seen) > 1<<16 {
+		clear(n.idCache)
+	}
+	for k, v := range seen {
+		n.idCache[k] = v
+	}
+	n.mu.Unlock()
+	if found == "" {
+		return "", ErrNotFound
+	}
+	return found, nil
+}
+
+// relOfNode is x's current path relative to root, if it is below root.
+func (n *Notifier) relOfNode(x *node) (string, bool) {
+	fd, rel, ok := x.anchor()
+	if !ok {
+		return "", false
+	}
+	p, err := os.Readlink(fdPath(fd))
+	if err != nil {
+		return "", false
+	}
+	if rel != "." {
+		p += "/" + rel
+	}
+	if !within(n.root, p) {
+		return "", false
+	}
+	r := strings.TrimPrefix(strings.TrimPrefix(p, n.root), "/")
+	if r == "" {
+		r = "."
+	}
+	return r, true
+}

@@ -1,0 +1,723 @@
+//go:build linux
+
+package notifier
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// node is a watched directory of the tree index.
+//
+// Nodes form trees: a node reached through recursive coverage is linked to
+// its parent, so an event deep below a recursively watched directory can be
+// routed up to it. A node without a parent is a top and holds an O_PATH
+// descriptor, from which every path below it is built: renaming a
+// directory above a top, even outside the index, changes nothing for it.
+type node struct {
+	wd       int32
+	dev, ino uint64
+	name     string // name in parent; meaningful while parent != nil
+	parent   *node
+	fd       int // O_PATH descriptor or -1; always set on a top
+	entries  map[string]*entry
+
+	nonRec, rec int    // subscriptions (lingering ones included) on this directory
+	since       uint64 // frame id when the watch began
+	recSince    uint64 // frame id when rec last became positive
+	gone        bool
+}
+
+// entry is one child of a watched directory.
+type entry struct {
+	snap
+	child *node // the watched subdirectory, if any
+}
+
+func (x *node) key() dirKey { return dirKey{x.dev, x.ino} }
+
+func (x *node) recCovered() bool {
+	for a := x; a != nil; a = a.parent {
+		if a.rec > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (x *node) covered() bool { return x.nonRec+x.rec > 0 }
+
+func (n *Notifier) needed(x *node) bool {
+	return x.covered() || (x.parent != nil && x.parent.recCovered())
+}
+
+// anchor returns a descriptor and the path of x below it.
+func (x *node) anchor() (int, string, bool) {
+	rel := ""
+	a := x
+	for a.fd < 0 {
+		if a.parent == nil {
+			return -1, "", false
+		}
+		if rel == "" {
+			rel = a.name
+		} else {
+			rel = a.name + "/" + rel
+		}
+		a = a.parent
+	}
+	if rel == "" {
+		rel = "."
+	}
+	return a.fd, rel, true
+}
+
+// chain lists the links from x's topmost indexed ancestor down to x.
+func (x *node) chain(extra int) []link {
+	depth := 0
+	for a := x; a != nil; a = a.parent {
+		depth++
+	}
+	c := make([]link, depth, depth+extra)
+	i := depth - 1
+	for a := x; a != nil; a = a.parent {
+		c[i] = link{dev: a.dev, ino: a.ino, name: a.name}
+		i--
+	}
+	return c
+}
+
+func (n *Notifier) statEntry(x *node, name string, withXattrs bool) (snap, error) {
+	fd, rel, ok := x.anchor()
+	if !ok {
+		return snap{}, unix.ENOENT
+	}
+	if rel != "." {
+		name = rel + "/" + name
+	}
+	return statAt(fd, name, withXattrs)
+}
+
+// emit records one notification about entry name of x.
+func (n *Notifier) emit(x *node, name string, s *snap, t Type) {
+	c := x.chain(1)
+	c = append(c, link{dev: s.dev, ino: s.ino, name: name})
+	n.push(change{typ: t, chain: c})
+}
+
+func (n *Notifier) push(c change) {
+	if len(n.frame) == 0 {
+		n.frameAt = time.Now()
+	}
+	n.frame = append(n.frame, c)
+	if len(n.frame) >= maxFrame {
+		n.seal()
+	}
+}
+
+func typeFor(isDir bool, file, dir Type) Type {
+	if isDir {
+		return dir
+	}
+	return file
+}
+
+// addWatch watches the directory open at fd and returns its node, new or
+// already known (inotify gives one watch descriptor per inode).
+func (n *Notifier) addWatch(fd int) (*node, bool, error) {
+	wd, err := unix.InotifyAddWatch(n.in.fd, fdPath(fd), watchMask)
+	if err != nil {
+		if errors.Is(err, unix.ENOSPC) {
+			return nil, false, ErrWatchLimit
+		}
+		return nil, false, err
+	}
+	if x := n.nodes[int32(wd)]; x != nil {
+		return x, false, nil
+	}
+	s, err := statAt(fd, ".", false)
+	if err != nil {
+		_, _ = unix.InotifyRmWatch(n.in.fd, uint32(wd))
+		return nil, false, err
+	}
+	x := &node{
+		wd:      int32(wd),
+		dev:     s.dev,
+		ino:     s.ino,
+		fd:      -1,
+		entries: make(map[string]*entry),
+		since:   n.seq,
+	}
+	n.nodes[x.wd] = x
+	return x, true, nil
+}
+
+// forget drops x from the index and the kernel.
+func (n *Notifier) forget(x *node) {
+	if x.gone {
+		return
+	}
+	x.gone = true
+	if !n.closed {
+		_, _ = unix.InotifyRmWatch(n.in.fd, uint32(x.wd))
+	}
+	if n.nodes[x.wd] == x {
+		delete(n.nodes, x.wd)
+	}
+	if x.fd >= 0 {
+		unix.Close(x.fd)
+		x.fd = -1
+	}
+	if x.parent != nil {
+		if e := x.parent.entries[x.name]; e != nil && e.child == x {
+			e.child = nil
+		}
+		x.parent = nil
+	}
+	x.entries = nil
+}
+
+// scan reads the directory open at dirfd into x. With emit, differences
+// from what x knew are reported (a new directory's contents, a resync);
+// without, x is filled silently (a new subscription's starting point).
+func (n *Notifier) scan(x *node, dirfd int, emit bool) error {
+	names, err := readDirNames(dirfd)
+	if err != nil {
+		return err
+	}
+	seen := make(map[string]struct{}, len(names))
+	for _, name := range names {
+		s, err := statAt(dirfd, name, true)
+		if err != nil {
+			continue
+		}
+		seen[name] = struct{}{}
+		old := x.entries[name]
+		if old != nil && old.dev == s.dev && old.ino == s.ino {
+			old.snap = s
+			continue
+		}
+		if old != nil {
+			n.dropEntry(x, name, old, emit)
+		}
+		x.entries[name] = &entry{snap: s}
+		if emit {
+			n.emit(x, name, &s, typeFor(s.isDir(), ChildFileAdded, ChildDirAdded))
+		}
+	}
+	for name, old := range x.entries {
+		if _, ok := seen[name]; !ok {
+			n.dropEntry(x, name, old, emit)
+		}
+	}
+	n.refreshInParent(x)
+	return nil
+}
+
+// refreshInParent updates the parent's snapshot of directory x after its
+// contents changed, so that a later attribute change of x is not also
+// reported as the mtime change its new entries caused.
+func (n *Notifier) refreshInParent(x *node) {
+	p := x.parent
+	if p == nil {
+		return
+	}
+	e := p.entries[x.name]
+	if e == nil || e.child != x {
+		return
+	}
+	if s, err := n.statEntry(p, x.name, false); err == nil && s.ino == e.ino {
+		s.xattrs, s.acl = e.xattrs, e.acl
+		e.snap = s
+	}
+}
+
+func (n *Notifier) dropEntry(x *node, name string, e *entry, emit bool) {
+	delete(x.entries, name)
+	if emit {
+		n.emit(x, name, &e.snap, typeFor(e.isDir(), ChildFileRemoved, ChildDirRemoved))
+	}
+	if c := e.child; c != nil {
+		e.child = nil
+		for _, t := range n.detach(c) {
+			n.checkConfined(t)
+		}
+	}
+}
+
+// watchChild starts watching subdirectory name of x, scans it, and
+// continues down while recursive coverage asks for it.
+func (n *Notifier) watchChild(x *node, name string, e *entry, emit bool) {
+	afd, rel, ok := x.anchor()
+	if !ok {
+		return
+	}
+	if rel == "." {
+		rel = name
+	} else {
+		rel += "/" + name
+	}
+	fd, err := openBeneath(afd, rel, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		// Gone, replaced by a symlink or unreadable: nothing to watch.
+		return
+	}
+	defer unix.Close(fd)
+	c, isNew, err := n.addWatch(fd)
+	if err != nil {
+		if errors.Is(err, ErrWatchLimit) {
+			n.log.Error("cannot watch a new directory: inotify watch limit reached; raise the sysctl fs.inotify.max_user_watches",
+				zap.String("dir", rel))
+			n.overflow(reasonWatchLimit, x.chain(0))
+		}
+		return
+	}
+	if !isNew {
+		if c.parent == nil && c != x && !c.isAncestorOf(x) {
+			c.parent, c.name = x, name
+			e.child = c
+			n.ensureCovered(c, emit)
+		}
+		return
+	}
+	c.parent, c.name = x, name
+	e.child = c
+	if err := n.scan(c, fd, emit); err != nil {
+		n.log.Debug("scanning a new directory", zap.String("dir", rel), zap.Error(err))
+	}
+	n.ensureCovered(c, emit)
+}
+
+func (x *node) isAncestorOf(y *node) bool {
+	for a := y; a != nil; a = a.parent {
+		if a == x {
+			return true
+		}
+	}
+	return false
+}
+
+// ensureCovered watches every subdirectory below x that recursive coverage
+// needs and that is not watched yet.
+func (n *Notifier) ensureCovered(x *node, emit bool) {
+	if x.gone || !x.recCovered() {
+		return
+	}
+	for name, e := range x.entries {
+		if !e.isDir() {
+			continue
+		}
+		if e.child == nil {
+			n.watchChild(x, name, e, emit)
+		} else {
+			n.ensureCovered(e.child, emit)
+		}
+		if x.gone {
+			return
+		}
+	}
+}
+
+// prune drops the watched subdirectories below x that nothing needs any
+// more. It returns the nodes that were kept as tops.
+func (n *Notifier) prune(x *node) (kept []*node) {
+	for _, e := range x.entries {
+		g := e.child
+		if g == nil {
+			continue
+		}
+		if !n.needed(g) {
+			e.child = nil
+			kept = append(kept, n.dropSubtree(g)...)
+		} else {
+			kept = append(kept, n.prune(g)...)
+		}
+	}
+	return kept
+}
+
+// dropSubtree forgets x and everything below it, except subdirectories
+// that subscriptions of their own hold: those become tops.
+func (n *Notifier) dropSubtree(x *node) (kept []*node) {
+	for _, e := range x.entries {
+		g := e.child
+		if g == nil {
+			continue
+		}
+		e.child = nil
+		g.parent = nil
+		if g.covered() && g.fd >= 0 {
+			kept = append(kept, g)
+			kept = append(kept, n.prune(g)...)
+		} else {
+			kept = append(kept, n.dropSubtree(g)...)
+		}
+	}
+	n.forget(x)
+	return kept
+}
+
+// detach cuts x from its parent (it moved away or vanished) and drops what
+// nothing needs any more.
+func (n *Notifier) detach(x *node) (kept []*node) {
+	x.parent = nil
+	if x.covered() && x.fd >= 0 {
+		return append(n.prune(x), x)
+	}
+	return n.dropSubtree(x)
+}
+
+// removeTree reports x and every subscribed directory below it as removed
+// and forgets them all.
+func (n *Notifier) removeTree(x *node) {
+	if x.gone {
+		return
+	}
+	for _, e := range x.entries {
+		if g := e.child; g != nil {
+			e.child = nil
+			n.removeTree(g)
+		}
+	}
+	if views := n.byDir[x.key()]; len(views) > 0 {
+		n.push(change{typ: SelfRemoved, chain: []link{{dev: x.dev, ino: x.ino}}})
+		n.ending = append(n.ending, views...)
+		delete(n.byDir, x.key())
+	}
+	n.forget(x)
+}
+
+// checkConfined ends the subscriptions of a top whose directory has left
+// root (renamed out of it, or removed).
+func (n *Notifier) checkConfined(x *node) {
+	if x.gone || x.fd < 0 {
+		return
+	}
+	p, err := os.Readlink(fdPath(x.fd))
+	if err == nil && !strings.HasSuffix(p, " (deleted)") && within(n.root, p) {
+		return
+	}
+	n.log.Debug("watched directory left root", zap.String("now", p))
+	n.removeTree(x)
+}
+
+func within(root, p string) bool {
+	return p == root || strings.HasPrefix(p, root+"/") || root == "/"
+}
+
+// process turns raw inotify events into notifications.
+func (n *Notifier) process(evs []rawEvent) {
+	type key struct {
+		wd   int32
+		name string
+	}
+	var accessed map[key]bool
+	for _, ev := range evs {
+		if ev.mask&unix.IN_Q_OVERFLOW != 0 {
+			n.kernelOverflow()
+			continue
+		}
+		x := n.nodes[ev.wd]
+		if x == nil {
+			continue
+		}
+		if ev.name == "" {
+			switch {
+			case ev.mask&(unix.IN_DELETE_SELF|unix.IN_IGNORED|unix.IN_UNMOUNT) != 0:
+				n.removeTree(x)
+			case ev.mask&unix.IN_MOVE_SELF != 0 && x.parent == nil:
+				n.checkConfined(x)
+			}
+			continue
+		}
+		isDir := ev.mask&unix.IN_ISDIR != 0
+		switch {
+		case ev.mask&unix.IN_CREATE != 0:
+			n.onCreate(x, ev.name)
+		case ev.mask&unix.IN_MOVED_TO != 0:
+			n.onMovedTo(x, ev.name, isDir, ev.cookie)
+		case ev.mask&unix.IN_DELETE != 0:
+			n.onDelete(x, ev.name, isDir)
+		case ev.mask&unix.IN_MOVED_FROM != 0:
+			n.onMovedFrom(x, ev.name, isDir, ev.cookie)
+		case ev.mask&(unix.IN_MODIFY|unix.IN_ATTRIB) != 0:
+			n.onChange(x, ev.name, ev.mask)
+		case ev.mask&unix.IN_ACCESS != 0:
+			if isDir {
+				continue // directory atimes move with every listing, ours included
+			}
+			k := key{ev.wd, ev.name}
+			if accessed[k] {
+				continue
+			}
+			if accessed == nil {
+				accessed = make(map[key]bool)
+			}
+			accessed[k] = true
+			n.onChange(x, ev.name, ev.mask)
+		}
+	}
+}
+
+func (n *Notifier) onCreate(x *node, name string) {
+	s, err := n.statEntry(x, name, true)
+	if err != nil {
+		// Gone before it could be examined: report it with an unknown ID.
+		if e := x.entries[name]; e == nil {
+			n.emit(x, name, &snap{}, ChildFileAdded)
+		}
+		return
+	}
+	if old := x.entries[name]; old != nil {
+		if old.dev == s.dev && old.ino == s.ino {
+			// Already known from a scan that raced with this event.
+			return
+		}
+		n.dropEntry(x, name, old, true)
+	}
+	e := &entry{snap: s}
+	x.entries[name] = e
+	n.emit(x, name, &s, typeFor(s.isDir(), ChildFileAdded, ChildDirAdded))
+	n.refreshInParent(x)
+	if s.isDir() && x.recCovered() {
+		// Everything created in it before the watch below is found by the
+		// scan that follows the watch and reported as added.
+		n.watchChild(x, name, e, true)
+	}
+}
+
+func (n *Notifier) onDelete(x *node, name string, isDir bool) {
+	e := x.entries[name]
+	if e == nil {
+		n.emit(x, name, &snap{}, typeFor(isDir, ChildFileRemoved, ChildDirRemoved))
+		return
+	}
+	delete(x.entries, name)
+	n.emit(x, name, &e.snap, typeFor(e.isDir(), ChildFileRemoved, ChildDirRemoved))
+	if c := e.child; c != nil {
+		e.child = nil
+		n.removeTree(c)
+	}
+	n.refreshInParent(x)
+}
+
+func (n *Notifier) onMovedFrom(x *node, name string, isDir bool, cookie uint32) {
+	e := x.entries[name]
+	if e == nil {
+		n.emit(x, name, &snap{}, typeFor(isDir, ChildFileMovedFrom, ChildDirMovedFrom))
+		n.moves[cookie] = &pendingMove{isDir: isDir, at: time.Now()}
+		n.kick()
+		return
+	}
+	delete(x.entries, name)
+	n.emit(x, name, &e.snap, typeFor(e.isDir(), ChildFileMovedFrom, ChildDirMovedFrom))
+	if c := e.child; c != nil {
+		// Keep the subtree (and its watches) for the IN_MOVED_TO that
+		// normally follows at once.
+		c.parent = nil
+	}
+	n.moves[cookie] = &pendingMove{entry: e, isDir: e.isDir(), at: time.Now()}
+	n.refreshInParent(x)
+	n.kick()
+}
+
+// movedOut handles an IN_MOVED_FROM whose IN_MOVED_TO never came: the
+// entry left the watched part of the tree.
+func (n *Notifier) movedOut(m *pendingMove) {
+	if m.entry == nil || m.entry.child == nil {
+		return
+	}
+	c := m.entry.child
+	m.entry.child = nil
+	for _, t := range n.detach(c) {
+		n.checkConfined(t)
+	}
+}
+
+func (n *Notifier) onMovedTo(y *node, name string, isDir bool, cookie uint32) {
+	m := n.moves[cookie]
+	delete(n.moves, cookie)
+	s, err := n.statEntry(y, name, true)
+	if err != nil {
+		// Already moved on or removed: report what is known.
+		if m != nil && m.entry != nil {
+			s = m.entry.snap
+			n.movedOut(m)
+		}
+		n.emit(y, name, &s, typeFor(isDir, ChildFileMovedTo, ChildDirMovedTo))
+		return
+	}
+	if old := y.entries[name]; old != nil {
+		if old.dev == s.dev && old.ino == s.ino {
+			if m != nil {
+				n.movedOut(m)
+			}
+			return
+		}
+		// The rename replaced an entry: it is gone.
+		n.dropEntry(y, name, old, true)
+	}
+	e := &entry{snap: s}
+	y.entries[name] = e
+	var c *node
+	if m != nil && m.entry != nil && m.entry.child != nil {
+		if m.entry.dev == s.dev && m.entry.ino == s.ino && !m.entry.child.isAncestorOf(y) {
+			c = m.entry.child
+			m.entry.child = nil
+			c.parent, c.name = y, name
+			e.child = c
+		} else {
+			n.movedOut(m)
+		}
+	}
+	n.emit(y, name, &s, typeFor(s.isDir(), ChildFileMovedTo, ChildDirMovedTo))
+	n.refreshInParent(y)
+	switch {
+	case c != nil:
+		// The watched subtree came along; coverage here may differ.
+		if !n.needed(c) {
+			e.child = nil
+			for _, t := range n.dropSubtree(c) {
+				n.checkConfined(t)
+			}
+		} else {
+			n.prune(c)
+			n.ensureCovered(c, false)
+		}
+	case s.isDir() && y.recCovered():
+		// Moved in from outside the watched tree: its contents arrive with
+		// it and are indexed, not reported one by one.
+		n.watchChild(y, name, e, false)
+	}
+}
+
+// onChange derives notification types from what one IN_MODIFY, IN_ATTRIB
+// or IN_ACCESS changed, comparing the entry's snapshot before and after.
+// Each kind of event compares only what it can change, so a later event
+// does not inherit an earlier one's difference:
+//
+//	IN_MODIFY (write, truncate, mtime-only utimes): data, size, mtime
+//	IN_ACCESS (read, atime-only utimes): atime
+//	IN_ATTRIB (chmod, chown, utimes, xattrs): every attribute
+func (n *Notifier) onChange(x *node, name string, mask uint32) {
+	e := x.entries[name]
+	if e == nil {
+		return
+	}
+	attrib := mask&unix.IN_ATTRIB != 0
+	s, err := n.statEntry(x, name, attrib)
+	if err != nil || s.ino != e.ino || s.dev != e.dev {
+		return // removed or replaced; that event follows
+	}
+	old := e.snap
+	var types [10]Type
+	t := types[:0]
+	dir := old.isDir()
+	if mask&unix.IN_MODIFY != 0 {
+		if !dir {
+			t = append(t, ChildDataWritten)
+		}
+		if s.size != old.size && !dir {
+			t = append(t, ChildSizeChanged)
+		}
+		if s.mtime != old.mtime {
+			t = append(t, ChildMtimeChanged)
+		}
+		e.size, e.mtime, e.ctime = s.size, s.mtime, s.ctime
+	}
+	if mask&unix.IN_ACCESS != 0 && !attrib {
+		if s.atime != old.atime && !dir {
+			t = append(t, ChildAtimeChanged)
+		}
+		e.atime = s.atime
+	}
+	if attrib {
+		if s.size != old.size && !dir && mask&unix.IN_MODIFY == 0 {
+			t = append(t, ChildSizeChanged)
+		}
+		if s.mtime != old.mtime && mask&unix.IN_MODIFY == 0 {
+			t = append(t, ChildMtimeChanged)
+		}
+		if s.atime != old.atime && !dir {
+			t = append(t, ChildAtimeChanged)
+		}
+		if s.btime != old.btime && s.btime != 0 && old.btime != 0 {
+			t = append(t, ChildBtimeChanged)
+		}
+		if s.uid != old.uid {
+			t = append(t, ChildOwnerChanged)
+		}
+		if s.gid != old.gid {
+			t = append(t, ChildGroupChanged)
+		}
+		if s.mode&07777 != old.mode&07777 || s.acl != old.acl {
+			t = append(t, ChildACLChanged)
+		}
+		if s.xattrs != old.xattrs {
+			t = append(t, ChildExtraAttrsChanged)
+		}
+		e.snap = s
+	}
+	for _, typ := range t {
+		n.emit(x, name, &e.snap, typ)
+	}
+}
+
+// kernelOverflow handles IN_Q_OVERFLOW: every subscriber is told, and the
+// index is rebuilt from the directories themselves so that later
+// differences are computed against the truth.
+func (n *Notifier) kernelOverflow() {
+	n.stats.Overflows++
+	n.log.Warn("inotify queue overflowed; subscribers told to rescan (consider raising the sysctl fs.inotify.max_queued_events)")
+	n.overflow(reasonKernelQueue, nil)
+	for cookie, m := range n.moves {
+		delete(n.moves, cookie)
+		n.movedOut(m)
+	}
+	var tops []*node
+	for _, x := range n.nodes {
+		if x.parent == nil {
+			tops = append(tops, x)
+		}
+	}
+	for _, x := range tops {
+		n.resync(x)
+	}
+}
+
+func (n *Notifier) resync(x *node) {
+	if x.gone {
+		return
+	}
+	afd, rel, ok := x.anchor()
+	if !ok {
+		return
+	}
+	fd, err := openBeneath(afd, rel, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		n.removeTree(x)
+		return
+	}
+	s, err := statAt(fd, ".", false)
+	if err != nil || s.ino != x.ino || s.nlink == 0 {
+		unix.Close(fd)
+		n.removeTree(x)
+		return
+	}
+	err = n.scan(x, fd, false)
+	unix.Close(fd)
+	if err != nil {
+		return
+	}
+	n.ensureCovered(x, false)
+	for _, e := range x.entries {
+		if e.child != nil {
+			n.resync(e.child)
+		}
+	}
+}

@@ -1,0 +1,265 @@
+//go:build linux
+
+package notifier
+
+import (
+	"encoding/binary"
+	"errors"
+	"hash/fnv"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// snap is what the index remembers of one directory entry: enough to tell,
+// after inotify says "something changed", which notification types apply.
+type snap struct {
+	dev, ino            uint64
+	mode                uint32 // file type and permission bits
+	uid, gid            uint32
+	nlink               uint32
+	size                int64
+	atime, mtime, btime int64 // nanoseconds since the epoch; btime 0 when unknown
+	ctime               int64
+	xattrs              uint64 // digest of the extended attributes, ACLs excluded
+	acl                 uint64 // digest of the POSIX ACL attributes
+}
+
+func (s *snap) isDir() bool { return s.mode&unix.S_IFMT == unix.S_IFDIR }
+
+func nsec(t unix.StatxTimestamp) int64 { return t.Sec*1e9 + int64(t.Nsec) }
+
+const statxMask = unix.STATX_BASIC_STATS | unix.STATX_BTIME
+
+// statAt fills a snapshot of name relative to dirfd without following a
+// final symlink. withXattrs also digests the extended attributes, which
+// costs one or more further system calls.
+func statAt(dirfd int, name string, withXattrs bool) (snap, error) {
+	var st unix.Statx_t
+	if err := unix.Statx(dirfd, name, unix.AT_SYMLINK_NOFOLLOW, statxMask, &st); err != nil {
+		return snap{}, err
+	}
+	s := snap{
+		dev:   unix.Mkdev(st.Dev_major, st.Dev_minor),
+		ino:   st.Ino,
+		mode:  uint32(st.Mode),
+		uid:   st.Uid,
+		gid:   st.Gid,
+		nlink: st.Nlink,
+		size:  int64(st.Size),
+		atime: nsec(st.Atime),
+		mtime: nsec(st.Mtime),
+		ctime: nsec(st.Ctime),
+	}
+	if st.Mask&unix.STATX_BTIME != 0 {
+		s.btime = nsec(st.Btime)
+	}
+	if withXattrs {
+		p := name
+		if dirfd != unix.AT_FDCWD {
+			p = fdPath(dirfd) + "/" + name
+		}
+		s.xattrs, s.acl = xattrDigests(p)
+	}
+	return s, nil
+}
+
+// fdPath names an open descriptor through /proc, so path-based calls (the
+// xattr family, inotify_add_watch) reach exactly the object the descriptor
+// holds, wherever it has been renamed to.
+func fdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
+
+var xattrBufs = sync.Pool{New: func() any { b := make([]byte, 4096); return &b }}
+
+// xattrDigests hashes the names and values of path's extended attributes,
+// the POSIX ACL ones (system.posix_acl_*) apart from the others, so a
+// setfacl reads as an ACL change and a setfattr as an extra-attribute one.
+// Errors (no xattr support, a file gone meanwhile) give zero digests.
+func xattrDigests(path string) (other, acl uint64) {
+	bp := xattrBufs.Get().(*[]byte)
+	defer xattrBufs.Put(bp)
+	buf := *bp
+	n, err := unix.Llistxattr(path, buf)
+	if errors.Is(err, unix.ERANGE) {
+		if n, err = unix.Llistxattr(path, nil); err != nil || n <= 0 {
+			return 0, 0
+		}
+		buf = make([]byte, n+256)
+		n, err = unix.Llistxattr(path, buf)
+	}
+	if err != nil || n <= 0 {
+		return 0, 0
+	}
+	names := strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00")
+	slices.Sort(names)
+	ho, ha := fnv.New64a(), fnv.New64a()
+	val := make([]byte, 256)
+	for _, name := range names {
+		h := ho
+		if strings.HasPrefix(name, "system.posix_acl_") {
+			h = ha
+		}
+		vn, err := unix.Lgetxattr(path, name, val)
+		if errors.Is(err, unix.ERANGE) {
+			if vn, err = unix.Lgetxattr(path, name, nil); err == nil && vn > 0 {
+				val = make([]byte, vn+64)
+				vn, err = unix.Lgetxattr(path, name, val)
+			}
+		}
+		h.Write([]byte(name))
+		h.Write([]byte{0})
+		if err == nil && vn > 0 {
+			h.Write(val[:vn])
+		}
+		h.Write([]byte{0xff})
+	}
+	// Sum64 of an empty FNV hash is the offset basis, not zero; keep "no
+	// attributes" distinguishable from "some attributes" either way.
+	if hasPrefix(names, "system.posix_acl_", false) {
+		other = ho.Sum64()
+	}
+	if hasPrefix(names, "system.posix_acl_", true) {
+		acl = ha.Sum64()
+	}
+	return other, acl
+}
+
+// hasPrefix reports whether some name has (want) or lacks (!want) prefix.
+func hasPrefix(names []string, prefix string, want bool) bool {
+	for _, n := range names {
+		if strings.HasPrefix(n, prefix) == want {
+			return true
+		}
+	}
+	return false
+}
+
+var openat2Missing struct {
+	sync.Once
+	missing bool
+}
+
+// openBeneath opens rel below dirfd refusing every symlink on the way, so a
+// directory swapped for a symlink between a scan and a watch cannot lead
+// the watcher outside root. flags are added to O_CLOEXEC|O_NOFOLLOW.
+func openBeneath(dirfd int, rel string, flags int) (int, error) {
+	if !openat2Missing.missing {
+		fd, err := unix.Openat2(dirfd, rel, &unix.OpenHow{
+			Flags:   uint64(flags | unix.O_CLOEXEC | unix.O_NOFOLLOW),
+			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+		})
+		if !errors.Is(err, unix.ENOSYS) {
+			return fd, err
+		}
+		openat2Missing.Do(func() { openat2Missing.missing = true })
+	}
+	// Kernels before 5.6: walk component by component with O_NOFOLLOW.
+	cur := dirfd
+	parts := strings.Split(rel, "/")
+	for i, p := range parts {
+		if p == "" || p == "." {
+			continue
+		}
+		if p == ".." {
+			if cur != dirfd {
+				unix.Close(cur)
+			}
+			return -1, unix.EXDEV
+		}
+		f := unix.O_PATH | unix.O_DIRECTORY
+		if i == len(parts)-1 {
+			f = flags
+		}
+		next, err := unix.Openat(cur, p, f|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+		if cur != dirfd {
+			unix.Close(cur)
+		}
+		if err != nil {
+			return -1, err
+		}
+		cur = next
+	}
+	if cur == dirfd {
+		return unix.Openat(dirfd, ".", flags|unix.O_CLOEXEC, 0)
+	}
+	return cur, nil
+}
+
+const openDirFlags = unix.O_RDONLY | unix.O_DIRECTORY
+
+func closeFD(fd int) { _ = unix.Close(fd) }
+
+// readDirNames lists the entries of the open directory dirfd (which stays
+// open; a duplicate is read and closed).
+func readDirNames(dirfd int) ([]string, error) {
+	fd, err := unix.Openat(dirfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOATIME, 0)
+	if errors.Is(err, unix.EPERM) {
+		fd, err = unix.Openat(dirfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "dir")
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
+// inotify mask for every watched directory. IN_ACCESS is included only
+// because `touch -a` (an atime-only utimes) is reported as an access, not
+// as an attribute change.
+const watchMask = unix.IN_ACCESS | unix.IN_MODIFY | unix.IN_ATTRIB |
+	unix.IN_CREATE | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_MOVED_TO |
+	unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_EXCL_UNLINK | unix.IN_ONLYDIR
+
+// rawEvent is one decoded struct inotify_event.
+type rawEvent struct {
+	wd     int32
+	mask   uint32
+	cookie uint32
+	name   string
+}
+
+// overflowEvent is what the reader queues when the kernel (IN_Q_OVERFLOW)
+// or its own backlog dropped events.
+var overflowEvent = rawEvent{wd: -1, mask: unix.IN_Q_OVERFLOW}
+
+// inotifyFile is one inotify instance read through Go's poller, so Close
+// unblocks a pending Read.
+type inotifyFile struct {
+	fd int
+	f  *os.File
+}
+
+func newInotify() (*inotifyFile, error) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return nil, err
+	}
+	return &inotifyFile{fd: fd, f: os.NewFile(uintptr(fd), "inotify")}, nil
+}
+
+// decode appends the events in buf[:n] to out.
+func decodeEvents(buf []byte, out []rawEvent) []rawEvent {
+	for off := 0; off+unix.SizeofInotifyEvent <= len(buf); {
+		ev := rawEvent{
+			wd:     int32(binary.NativeEndian.Uint32(buf[off:])),
+			mask:   binary.NativeEndian.Uint32(buf[off+4:]),
+			cookie: binary.NativeEndian.Uint32(buf[off+8:]),
+		}
+		l := int(binary.NativeEndian.Uint32(buf[off+12:]))
+		start := off + unix.SizeofInotifyEvent
+		if start+l > len(buf) {
+			break
+		}
+		if l > 0 {
+			ev.name = strings.TrimRight(string(buf[start:start+l]), "\x00")
+		}
+		out = append(out, ev)
+		off = start + l
+	}
+	return out
+}
