@@ -289,6 +289,30 @@ func (g *gateway) collectGarbage() error {
 	return err
 }
 
+// goroutines returns the number of goroutines in the gateway.
+func (g *gateway) goroutines() (int, error) {
+	b, err := g.get("/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		return 0, err
+	}
+	// "goroutine profile: total 42"
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	_, total, ok := bytes.Cut(line, []byte("total "))
+	if !ok {
+		return 0, fmt.Errorf("admin goroutine profile: unexpected first line %q", line)
+	}
+	return strconv.Atoi(string(bytes.TrimSpace(total)))
+}
+
+// save writes the gateway's current pprof profile kind to path.
+func (g *gateway) save(kind, path string) error {
+	b, err := g.get("/debug/pprof/" + kind)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
 // rss returns the gateway's resident set size in bytes.
 func (g *gateway) rss() (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -25,8 +26,13 @@ type sseResult struct {
 	events      int
 	delivered   int64 // (subscriber, event) pairs received
 	lat         []time.Duration
-	heapPerSub  float64 // Go heap + stacks, bytes
+	heapPerSub  float64 // Go heap in use, bytes
+	stackPerSub float64 // goroutine stacks, bytes
 	rssPerSub   float64
+	goroutines  float64       // gateway goroutines per subscriber
+	gwCPU       time.Duration // gateway CPU time per event
+	selfCPU     time.Duration // the harness's CPU time per event (the receiving side)
+	cpuOK       bool
 	overflows   atomic.Int64
 	dropped     atomic.Int64 // streams that ended before the harness closed them
 }
@@ -84,6 +90,10 @@ func (b *bench) fanOut(ctx context.Context, addr, root string, n, events int) (*
 		return nil, err
 	}
 	rss0, err := b.gw.rss()
+	if err != nil {
+		return nil, err
+	}
+	g0, err := b.gw.goroutines()
 	if err != nil {
 		return nil, err
 	}
@@ -206,13 +216,32 @@ func (b *bench) fanOut(ctx context.Context, addr, root string, n, events int) (*
 	if err != nil {
 		return nil, err
 	}
-	heap0 := float64(ms0.HeapInuse + ms0.StackInuse)
-	heap1 := float64(ms1.HeapInuse + ms1.StackInuse)
-	res.heapPerSub = (heap1 - heap0) / float64(res.connected)
+	res.heapPerSub = (float64(ms1.HeapInuse) - float64(ms0.HeapInuse)) / float64(res.connected)
+	res.stackPerSub = (float64(ms1.StackInuse) - float64(ms0.StackInuse)) / float64(res.connected)
 	res.rssPerSub = float64(rss1-rss0) / float64(res.connected)
+	g1, err := b.gw.goroutines()
+	if err != nil {
+		return nil, err
+	}
+	res.goroutines = float64(g1-g0) / float64(res.connected)
 
+	// Events at least eventGap apart, so that the run takes the same time
+	// with and without a CPU profile of it.
+	const eventGap = 500 * time.Millisecond
+	var prof <-chan error
+	if b.o.profileDir != "" {
+		name := fmt.Sprintf("sse-%d", n)
+		for _, kind := range []string{"heap", "goroutine"} {
+			if err := b.gw.save(kind, filepath.Join(b.o.profileDir, name+"."+kind+".pprof")); err != nil {
+				return nil, err
+			}
+		}
+		prof = b.gw.profile(b.o.profileDir, name, time.Duration(events)*eventGap)
+	}
 	sent := make([]time.Time, events)
 	wait := b.o.batch + 5*time.Second
+	gwCPU0, gwErr := b.gw.cpuTime()
+	selfCPU0, selfErr := selfCPUTime()
 	for e := range events {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -225,7 +254,19 @@ func (b *bench) fanOut(ctx context.Context, addr, root string, n, events int) (*
 		for received[e].Load() < int64(res.connected) && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(max(100*time.Millisecond, time.Until(sent[e].Add(eventGap))))
+	}
+	gwCPU1, gwErr1 := b.gw.cpuTime()
+	selfCPU1, selfErr1 := selfCPUTime()
+	if errors.Join(gwErr, selfErr, gwErr1, selfErr1) == nil {
+		res.cpuOK = true
+		res.gwCPU = (gwCPU1 - gwCPU0) / time.Duration(events)
+		res.selfCPU = (selfCPU1 - selfCPU0) / time.Duration(events)
+	}
+	if prof != nil {
+		if err := <-prof; err != nil {
+			return nil, fmt.Errorf("profiling the gateway: %w", err)
+		}
 	}
 	for _, s := range subs {
 		if s == nil {
@@ -260,4 +301,13 @@ func errText(err error) string {
 		return op.Err.Error()
 	}
 	return err.Error()
+}
+
+// selfCPUTime returns the CPU time (user and system) this process has used.
+func selfCPUTime() (time.Duration, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, err
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }

@@ -74,9 +74,13 @@ func (r row) cells(batch time.Duration) []string {
 		}
 		if s.connected > 0 {
 			notes = append(notes,
-				fmt.Sprintf("memory/subscriber %s heap+stacks, %s RSS", humanBytes(s.heapPerSub), humanBytes(s.rssPerSub)),
+				fmt.Sprintf("memory/subscriber %s (heap %s + stacks %s; RSS %s); %.1f goroutines/subscriber",
+					humanBytes(s.heapPerSub+s.stackPerSub), humanBytes(s.heapPerSub), humanBytes(s.stackPerSub), humanBytes(s.rssPerSub), s.goroutines),
 				fmt.Sprintf("%d/%d deliveries, %.1f%% within batch+100ms", s.delivered, s.connected*s.events, 100*s.withinShare(batch+100*time.Millisecond)))
 			c[6], c[7] = fmtDur(s.percentile(0.50)), fmtDur(s.percentile(0.99))
+		}
+		if s.cpuOK {
+			notes = append(notes, fmt.Sprintf("CPU per event: gateway %s, receiving clients %s", fmtDur(s.gwCPU), fmtDur(s.selfCPU)))
 		}
 		if n := s.overflows.Load(); n > 0 {
 			notes = append(notes, fmt.Sprintf("%d overflow events", n))
