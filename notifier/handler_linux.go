@@ -7,12 +7,10 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
-	"os"
 	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -71,7 +69,7 @@ func (n *Notifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	fd, err := n.resolve(ref)
+	fd, rel, err := n.resolve(ref)
 	if err != nil {
 		n.failRef(w, r, ref, err)
 		return
@@ -80,7 +78,7 @@ func (n *Notifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if v := r.Header.Values("Last-Event-ID"); len(v) > 0 {
 		lastID, hasLastID = strings.TrimSpace(v[0]), true
 	}
-	s, err := n.subscribe(fd, rec, filter, lastID, hasLastID)
+	s, err := n.subscribe(fd, rel, rec, filter, lastID, hasLastID)
 	if err != nil {
 		n.failRef(w, r, ref, err)
 		return
@@ -150,42 +148,42 @@ func isDigits(s string) bool {
 // absolute path, URL-encoded or as plain segments, taken below root. The
 // returned O_PATH descriptor is confined to root both lexically (no ".."
 // segment) and physically (symlinks resolved, then opened with no symlink
-// allowed on the way).
-func (n *Notifier) resolve(ref string) (int, error) {
+// allowed on the way); rel is its path below root.
+func (n *Notifier) resolve(ref string) (fd int, rel string, err error) {
 	if isDigits(ref) {
 		ino, err := strconv.ParseUint(ref, 10, 64)
 		if err != nil {
-			return -1, ErrNotFound
+			return -1, "", ErrNotFound
 		}
 		rel, err := n.pathOfID(ino)
 		if err != nil {
-			return -1, err
+			return -1, "", err
 		}
 		return n.openRel(rel)
 	}
 	p, err := url.PathUnescape(ref)
 	if err != nil || strings.IndexByte(p, 0) >= 0 {
-		return -1, ErrNotFound
+		return -1, "", ErrNotFound
 	}
 	for _, seg := range strings.Split(p, "/") {
 		if seg == ".." {
-			return -1, ErrOutsideRoot
+			return -1, "", ErrOutsideRoot
 		}
 	}
-	rel := strings.TrimPrefix(path.Clean("/"+p), "/")
+	rel = strings.TrimPrefix(path.Clean("/"+p), "/")
 	if rel == "" {
 		rel = "."
 	}
 	return n.openRel(rel)
 }
 
-func (n *Notifier) openRel(rel string) (int, error) {
+func (n *Notifier) openRel(rel string) (int, string, error) {
 	real, err := filepath.EvalSymlinks(filepath.Join(n.root, rel))
 	if err != nil {
-		return -1, ErrNotFound
+		return -1, "", ErrNotFound
 	}
 	if !within(n.root, real) {
-		return -1, ErrOutsideRoot
+		return -1, "", ErrOutsideRoot
 	}
 	r := strings.TrimPrefix(strings.TrimPrefix(real, n.root), "/")
 	if r == "" {
@@ -194,22 +192,22 @@ func (n *Notifier) openRel(rel string) (int, error) {
 	fd, err := openBeneath(n.rootFD, r, unix.O_PATH)
 	switch {
 	case errors.Is(err, unix.ELOOP), errors.Is(err, unix.EXDEV):
-		return -1, ErrOutsideRoot
+		return -1, "", ErrOutsideRoot
 	case errors.Is(err, unix.EACCES):
-		return -1, fs.ErrPermission
+		return -1, "", fs.ErrPermission
 	case err != nil:
-		return -1, ErrNotFound
+		return -1, "", ErrNotFound
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		closeFD(fd)
-		return -1, ErrNotFound
+		return -1, "", ErrNotFound
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		closeFD(fd)
-		return -1, ErrNotDirectory
+		return -1, "", ErrNotDirectory
 	}
-	return fd, nil
+	return fd, r, nil
 }
 
 // pathOfID finds the directory whose inode is ino: the root, a watched
@@ -235,32 +233,17 @@ func (n *Notifier) pathOfID(ino uint64) (string, error) {
 			return cached, nil
 		}
 	}
-	found := ""
+	found, foundDir := "", false
 	seen := make(map[uint64]string)
-	_ = filepath.WalkDir(n.root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return nil
+	walkInodes(n.rootFD, func(rel string, i uint64, isDir bool) bool {
+		if isDir && len(seen) < 1<<16 {
+			seen[i] = rel
 		}
-		info, err := d.Info()
-		if err != nil {
-			return nil
+		if i == ino {
+			found, foundDir = rel, isDir
+			return false
 		}
-		st, ok := info.Sys().(*syscall.Stat_t)
-		if !ok {
-			return nil
-		}
-		rel := strings.TrimPrefix(strings.TrimPrefix(p, n.root), "/")
-		if rel == "" {
-			rel = "."
-		}
-		if len(seen) < 1<<16 {
-			seen[st.Ino] = rel
-		}
-		if st.Ino == ino {
-			found = rel
-			return fs.SkipAll
-		}
-		return nil
+		return true
 	})
 	n.mu.Lock()
 	if len(n.idCache)+len(seen) > 1<<16 {
@@ -270,31 +253,17 @@ func (n *Notifier) pathOfID(ino uint64) (string, error) {
 		n.idCache[k] = v
 	}
 	n.mu.Unlock()
-	if found == "" {
+	switch {
+	case found == "":
 		return "", ErrNotFound
+	case !foundDir:
+		return "", ErrNotDirectory
 	}
 	return found, nil
 }
 
-// relOfNode is x's current path relative to root, if it is below root.
+// relOfNode is x's path below root, as far as the index knows; the caller
+// opens and checks it.
 func (n *Notifier) relOfNode(x *node) (string, bool) {
-	fd, rel, ok := x.anchor()
-	if !ok {
-		return "", false
-	}
-	p, err := os.Readlink(fdPath(fd))
-	if err != nil {
-		return "", false
-	}
-	if rel != "." {
-		p += "/" + rel
-	}
-	if !within(n.root, p) {
-		return "", false
-	}
-	r := strings.TrimPrefix(strings.TrimPrefix(p, n.root), "/")
-	if r == "" {
-		r = "."
-	}
-	return r, true
+	return x.rel(), true
 }

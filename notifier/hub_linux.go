@@ -96,11 +96,13 @@ func (n *Notifier) seal() {
 		n.fanout(f)
 	}
 	if len(n.ending) > 0 {
+		// Their directory is gone; the self_removed just sent was the last.
 		for _, v := range n.ending {
 			for s := range v.subs {
 				s.finish(endRemoved, nil)
 				delete(n.subs, s)
 			}
+			n.dropView(v)
 		}
 		clear(n.ending)
 		n.ending = n.ending[:0]
@@ -305,30 +307,25 @@ func appendJSONString(b []byte, s []byte) []byte {
 	return append(b, '"')
 }
 
-// subscribe registers a subscription on the directory open at fd (whose
-// ownership passes to the Notifier).
-func (n *Notifier) subscribe(fd int, rec bool, filter Filter, lastID string, hasLastID bool) (*Subscription, error) {
+// subscribe registers a subscription on the directory open at fd, found
+// at rel below root. fd is closed.
+func (n *Notifier) subscribe(fd int, rel string, rec bool, filter Filter, lastID string, hasLastID bool) (*Subscription, error) {
+	defer closeFD(fd)
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	defer n.releaseFDs()
 	if n.closed {
-		closeFD(fd)
 		return nil, ErrClosed
 	}
 	if len(n.subs) >= n.cfg.MaxSubscribers {
-		closeFD(fd)
 		return nil, ErrTooManyStreams
 	}
 	x, isNew, err := n.addWatch(fd)
 	if err != nil {
-		closeFD(fd)
 		return nil, err
 	}
-	if x.fd < 0 {
-		x.fd = fd
-	} else {
-		closeFD(fd)
-	}
 	if isNew {
+		x.path = rel
 		if err := n.scanNode(x, false); err != nil {
 			n.forget(x)
 			return nil, err
@@ -375,17 +372,12 @@ func (n *Notifier) subscribe(fd int, rec bool, filter Filter, lastID string, has
 	return s, nil
 }
 
-// scanNode scans a node through its own anchor.
+// scanNode scans a node through its path.
 func (n *Notifier) scanNode(x *node, emit bool) error {
-	afd, rel, ok := x.anchor()
-	if !ok {
-		return ErrNotFound
-	}
-	fd, err := openBeneath(afd, rel, openDirFlags)
+	fd, err := n.dirFD(x)
 	if err != nil {
 		return err
 	}
-	defer closeFD(fd)
 	return n.scan(x, fd, emit)
 }
 
@@ -413,13 +405,30 @@ func (n *Notifier) release(x *node, rec bool) {
 		x.nonRec--
 	}
 	if !n.needed(x) {
-		for _, t := range n.dropSubtree(x) {
-			n.checkConfined(t)
+		if x.parent != nil {
+			x.path, x.parent = x.rel(), nil
 		}
+		n.dropSubtree(x)
 		return
 	}
 	if rec {
 		n.prune(x)
+	}
+}
+
+// dropView stops routing to v.
+func (n *Notifier) dropView(v *view) {
+	views := n.byDir[v.key]
+	for i, cand := range views {
+		if cand == v {
+			views = append(views[:i:i], views[i+1:]...)
+			break
+		}
+	}
+	if len(views) == 0 {
+		delete(n.byDir, v.key)
+	} else {
+		n.byDir[v.key] = views
 	}
 }
 
@@ -428,6 +437,7 @@ func (n *Notifier) release(x *node, rec bool) {
 func (n *Notifier) unsubscribe(s *Subscription) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	defer n.releaseFDs()
 	if _, ok := n.subs[s]; ok {
 		delete(n.subs, s)
 	}
@@ -435,18 +445,7 @@ func (n *Notifier) unsubscribe(s *Subscription) {
 	if _, ok := v.subs[s]; ok {
 		delete(v.subs, s)
 		if len(v.subs) == 0 {
-			views := n.byDir[v.key]
-			for i, cand := range views {
-				if cand == v {
-					views = append(views[:i], views[i+1:]...)
-					break
-				}
-			}
-			if len(views) == 0 {
-				delete(n.byDir, v.key)
-			} else {
-				n.byDir[v.key] = views
-			}
+			n.dropView(v)
 		}
 	}
 	if s.node.gone || n.closed {

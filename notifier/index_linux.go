@@ -4,7 +4,6 @@ package notifier
 
 import (
 	"errors"
-	"os"
 	"strings"
 	"time"
 
@@ -16,15 +15,15 @@ import (
 //
 // Nodes form trees: a node reached through recursive coverage is linked to
 // its parent, so an event deep below a recursively watched directory can be
-// routed up to it. A node without a parent is a top and holds an O_PATH
-// descriptor, from which every path below it is built: renaming a
-// directory above a top, even outside the index, changes nothing for it.
+// routed up to it. A node without a parent is a top and remembers its path
+// below root. No descriptor is held between batches: an open descriptor
+// would hold back the kernel's IN_DELETE_SELF until it is closed.
 type node struct {
 	wd       int32
 	dev, ino uint64
 	name     string // name in parent; meaningful while parent != nil
 	parent   *node
-	fd       int // O_PATH descriptor or -1; always set on a top
+	path     string // path below root ("." for root); meaningful while parent == nil
 	entries  map[string]*entry
 
 	nonRec, rec int    // subscriptions (lingering ones included) on this directory
@@ -56,25 +55,93 @@ func (n *Notifier) needed(x *node) bool {
 	return x.covered() || (x.parent != nil && x.parent.recCovered())
 }
 
-// anchor returns a descriptor and the path of x below it.
-func (x *node) anchor() (int, string, bool) {
-	rel := ""
-	a := x
-	for a.fd < 0 {
-		if a.parent == nil {
-			return -1, "", false
-		}
-		if rel == "" {
-			rel = a.name
+// rel is x's path below root as the index knows it.
+func (x *node) rel() string {
+	if x.parent == nil {
+		return x.path
+	}
+	p := x.parent.rel()
+	if p == "." {
+		return x.name
+	}
+	return p + "/" + x.name
+}
+
+// dirFD opens x for this batch of work (descriptors are closed by
+// releaseFDs before n.mu is released) and checks that the path still leads
+// to x. A top whose path went stale (an ancestor outside the index was
+// renamed) is looked up by inode below root; one that is no longer below
+// root is queued for removal.
+func (n *Notifier) dirFD(x *node) (int, error) {
+	if fd, ok := n.fds[x]; ok {
+		return fd, nil
+	}
+	if x.gone {
+		return -1, unix.ENOENT
+	}
+	fd, err := n.openNode(x)
+	if err != nil && x.parent == nil {
+		if rel, ok := n.locate(x); ok {
+			x.path = rel
+			fd, err = n.openNode(x)
 		} else {
-			rel = a.name + "/" + rel
+			n.lost = append(n.lost, x)
 		}
-		a = a.parent
 	}
-	if rel == "" {
-		rel = "."
+	if err != nil {
+		return -1, err
 	}
-	return a.fd, rel, true
+	n.fds[x] = fd
+	return fd, nil
+}
+
+func (n *Notifier) openNode(x *node) (int, error) {
+	fd, err := openBeneath(n.rootFD, x.rel(), openDirFlags)
+	if err != nil {
+		return -1, err
+	}
+	if s, err := statAt(fd, ".", false); err != nil || s.ino != x.ino || s.dev != x.dev {
+		closeFD(fd)
+		return -1, unix.ESTALE
+	}
+	return fd, nil
+}
+
+// locate finds directory x below root by its inode.
+func (n *Notifier) locate(x *node) (string, bool) {
+	found := ""
+	walkInodes(n.rootFD, func(rel string, ino uint64, isDir bool) bool {
+		if isDir && ino == x.ino {
+			found = rel
+			return false
+		}
+		return true
+	})
+	if found == "" && x.ino == n.rootIno && x.dev == n.rootDev {
+		found = "."
+	}
+	return found, found != ""
+}
+
+// releaseFDs closes the descriptors of this batch and removes the tops
+// found to have left root.
+func (n *Notifier) releaseFDs() {
+	for x, fd := range n.fds {
+		closeFD(fd)
+		delete(n.fds, x)
+	}
+	for len(n.lost) > 0 {
+		lost := n.lost
+		n.lost = nil
+		for _, x := range lost {
+			n.log.Debug("watched directory left root", zap.Uint64("file_id", x.ino))
+			n.removeTree(x)
+		}
+		for x, fd := range n.fds {
+			closeFD(fd)
+			delete(n.fds, x)
+		}
+	}
 }
 
 // chain lists the links from x's topmost indexed ancestor down to x.
@@ -93,12 +160,9 @@ func (x *node) chain(extra int) []link {
 }
 
 func (n *Notifier) statEntry(x *node, name string, withXattrs bool) (snap, error) {
-	fd, rel, ok := x.anchor()
-	if !ok {
-		return snap{}, unix.ENOENT
-	}
-	if rel != "." {
-		name = rel + "/" + name
+	fd, err := n.dirFD(x)
+	if err != nil {
+		return snap{}, err
 	}
 	return statAt(fd, name, withXattrs)
 }
@@ -149,7 +213,6 @@ func (n *Notifier) addWatch(fd int) (*node, bool, error) {
 		wd:      int32(wd),
 		dev:     s.dev,
 		ino:     s.ino,
-		fd:      -1,
 		entries: make(map[string]*entry),
 		since:   n.seq,
 	}
@@ -169,9 +232,9 @@ func (n *Notifier) forget(x *node) {
 	if n.nodes[x.wd] == x {
 		delete(n.nodes, x.wd)
 	}
-	if x.fd >= 0 {
-		unix.Close(x.fd)
-		x.fd = -1
+	if fd, ok := n.fds[x]; ok {
+		closeFD(fd)
+		delete(n.fds, x)
 	}
 	if x.parent != nil {
 		if e := x.parent.entries[x.name]; e != nil && e.child == x {
@@ -245,7 +308,7 @@ func (n *Notifier) dropEntry(x *node, name string, e *entry, emit bool) {
 	if c := e.child; c != nil {
 		e.child = nil
 		for _, t := range n.detach(c) {
-			n.checkConfined(t)
+			n.relocate(t)
 		}
 	}
 }
@@ -253,31 +316,27 @@ func (n *Notifier) dropEntry(x *node, name string, e *entry, emit bool) {
 // watchChild starts watching subdirectory name of x, scans it, and
 // continues down while recursive coverage asks for it.
 func (n *Notifier) watchChild(x *node, name string, e *entry, emit bool) {
-	afd, rel, ok := x.anchor()
-	if !ok {
+	pfd, err := n.dirFD(x)
+	if err != nil {
 		return
 	}
-	if rel == "." {
-		rel = name
-	} else {
-		rel += "/" + name
-	}
-	fd, err := openBeneath(afd, rel, unix.O_RDONLY|unix.O_DIRECTORY)
+	fd, err := openBeneath(pfd, name, openDirFlags)
 	if err != nil {
 		// Gone, replaced by a symlink or unreadable: nothing to watch.
 		return
 	}
-	defer unix.Close(fd)
 	c, isNew, err := n.addWatch(fd)
 	if err != nil {
+		closeFD(fd)
 		if errors.Is(err, ErrWatchLimit) {
 			n.log.Error("cannot watch a new directory: inotify watch limit reached; raise the sysctl fs.inotify.max_user_watches",
-				zap.String("dir", rel))
-			n.overflow(reasonWatchLimit, x.chain(0))
+				zap.String("dir", x.rel()+"/"+name))
+			n.overflow(reasonWatchLimit, append(x.chain(1), link{dev: e.dev, ino: e.ino, name: name}))
 		}
 		return
 	}
 	if !isNew {
+		closeFD(fd)
 		if c.parent == nil && c != x && !c.isAncestorOf(x) {
 			c.parent, c.name = x, name
 			e.child = c
@@ -287,8 +346,9 @@ func (n *Notifier) watchChild(x *node, name string, e *entry, emit bool) {
 	}
 	c.parent, c.name = x, name
 	e.child = c
+	n.fds[c] = fd
 	if err := n.scan(c, fd, emit); err != nil {
-		n.log.Debug("scanning a new directory", zap.String("dir", rel), zap.Error(err))
+		n.log.Debug("scanning a new directory", zap.String("dir", c.rel()), zap.Error(err))
 	}
 	n.ensureCovered(c, emit)
 }
@@ -350,11 +410,12 @@ func (n *Notifier) dropSubtree(x *node) (kept []*node) {
 			continue
 		}
 		e.child = nil
-		g.parent = nil
-		if g.covered() && g.fd >= 0 {
+		if g.covered() {
+			g.path, g.parent = g.rel(), nil
 			kept = append(kept, g)
 			kept = append(kept, n.prune(g)...)
 		} else {
+			g.parent = nil
 			kept = append(kept, n.dropSubtree(g)...)
 		}
 	}
@@ -365,8 +426,10 @@ func (n *Notifier) dropSubtree(x *node) (kept []*node) {
 // detach cuts x from its parent (it moved away or vanished) and drops what
 // nothing needs any more.
 func (n *Notifier) detach(x *node) (kept []*node) {
-	x.parent = nil
-	if x.covered() && x.fd >= 0 {
+	if x.parent != nil {
+		x.path, x.parent = x.rel(), nil
+	}
+	if x.covered() {
 		return append(n.prune(x), x)
 	}
 	return n.dropSubtree(x)
@@ -385,25 +448,26 @@ func (n *Notifier) removeTree(x *node) {
 		}
 	}
 	if views := n.byDir[x.key()]; len(views) > 0 {
-		n.push(change{typ: SelfRemoved, chain: []link{{dev: x.dev, ino: x.ino}}})
 		n.ending = append(n.ending, views...)
-		delete(n.byDir, x.key())
+		n.push(change{typ: SelfRemoved, chain: []link{{dev: x.dev, ino: x.ino}}})
 	}
 	n.forget(x)
 }
 
-// checkConfined ends the subscriptions of a top whose directory has left
-// root (renamed out of it, or removed).
-func (n *Notifier) checkConfined(x *node) {
-	if x.gone || x.fd < 0 {
+// relocate finds a top that moved by its inode; one that is no longer
+// below root (renamed out of it, or removed) ends its subscriptions.
+func (n *Notifier) relocate(x *node) {
+	if x.gone || x.parent != nil {
 		return
 	}
-	p, err := os.Readlink(fdPath(x.fd))
-	if err == nil && !strings.HasSuffix(p, " (deleted)") && within(n.root, p) {
-		return
+	if fd, ok := n.fds[x]; ok {
+		closeFD(fd)
+		delete(n.fds, x)
 	}
-	n.log.Debug("watched directory left root", zap.String("now", p))
-	n.removeTree(x)
+	if _, err := n.dirFD(x); err != nil {
+		n.log.Debug("watched directory left root", zap.Uint64("file_id", x.ino))
+		n.removeTree(x)
+	}
 }
 
 func within(root, p string) bool {
@@ -431,7 +495,7 @@ func (n *Notifier) process(evs []rawEvent) {
 			case ev.mask&(unix.IN_DELETE_SELF|unix.IN_IGNORED|unix.IN_UNMOUNT) != 0:
 				n.removeTree(x)
 			case ev.mask&unix.IN_MOVE_SELF != 0 && x.parent == nil:
-				n.checkConfined(x)
+				n.relocate(x)
 			}
 			continue
 		}
@@ -519,7 +583,7 @@ func (n *Notifier) onMovedFrom(x *node, name string, isDir bool, cookie uint32) 
 	if c := e.child; c != nil {
 		// Keep the subtree (and its watches) for the IN_MOVED_TO that
 		// normally follows at once.
-		c.parent = nil
+		c.path, c.parent = c.rel(), nil
 	}
 	n.moves[cookie] = &pendingMove{entry: e, isDir: e.isDir(), at: time.Now()}
 	n.refreshInParent(x)
@@ -535,7 +599,7 @@ func (n *Notifier) movedOut(m *pendingMove) {
 	c := m.entry.child
 	m.entry.child = nil
 	for _, t := range n.detach(c) {
-		n.checkConfined(t)
+		n.relocate(t)
 	}
 }
 
@@ -582,8 +646,9 @@ func (n *Notifier) onMovedTo(y *node, name string, isDir bool, cookie uint32) {
 		// The watched subtree came along; coverage here may differ.
 		if !n.needed(c) {
 			e.child = nil
+			c.path, c.parent = c.rel(), nil
 			for _, t := range n.dropSubtree(c) {
-				n.checkConfined(t)
+				n.relocate(t)
 			}
 		} else {
 			n.prune(c)
@@ -694,24 +759,14 @@ func (n *Notifier) resync(x *node) {
 	if x.gone {
 		return
 	}
-	afd, rel, ok := x.anchor()
-	if !ok {
-		return
-	}
-	fd, err := openBeneath(afd, rel, unix.O_RDONLY|unix.O_DIRECTORY)
+	fd, err := n.dirFD(x)
 	if err != nil {
-		n.removeTree(x)
+		if x.parent != nil {
+			n.removeTree(x)
+		}
 		return
 	}
-	s, err := statAt(fd, ".", false)
-	if err != nil || s.ino != x.ino || s.nlink == 0 {
-		unix.Close(fd)
-		n.removeTree(x)
-		return
-	}
-	err = n.scan(x, fd, false)
-	unix.Close(fd)
-	if err != nil {
+	if err := n.scan(x, fd, false); err != nil {
 		return
 	}
 	n.ensureCovered(x, false)

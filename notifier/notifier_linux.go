@@ -53,6 +53,8 @@ type Notifier struct {
 	history []*frame  // ring, oldest first from histStart
 	histAt  int
 	idCache map[uint64]string // directory inode → path relative to root
+	fds     map[*node]int     // descriptors opened for the work in progress
+	lost    []*node           // tops found outside root, to remove
 	stats   Stats
 }
 
@@ -124,6 +126,7 @@ func New(cfg Config) (*Notifier, error) {
 		base:     now,
 		seq:      now,
 		idCache:  make(map[uint64]string),
+		fds:      make(map[*node]int),
 	}
 	n.loopDone.Add(2)
 	go n.read()
@@ -164,10 +167,6 @@ func (n *Notifier) Close() error {
 	n.mu.Lock()
 	for _, x := range n.nodes {
 		x.gone = true
-		if x.fd >= 0 {
-			unix.Close(x.fd)
-			x.fd = -1
-		}
 	}
 	n.nodes = map[int32]*node{}
 	n.ghosts = nil
@@ -263,6 +262,7 @@ func (n *Notifier) loop() {
 			n.process(evs)
 		}
 		next := n.tick(now)
+		n.releaseFDs()
 		n.mu.Unlock()
 
 		clear(evs)

@@ -263,3 +263,59 @@ func decodeEvents(buf []byte, out []rawEvent) []rawEvent {
 	}
 	return out
 }
+
+// walkInodes visits every entry below root (rel is "." for root itself),
+// reading inode numbers and types straight from getdents, without a stat
+// per entry. fn returns false to stop. Symlinks are not followed.
+func walkInodes(rootFD int, fn func(rel string, ino uint64, isDir bool) bool) {
+	stack := []string{"."}
+	buf := make([]byte, 32*1024)
+	for len(stack) > 0 {
+		dir := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		fd, err := openBeneath(rootFD, dir, openDirFlags)
+		if err != nil {
+			continue
+		}
+		for {
+			k, err := unix.Getdents(fd, buf)
+			if err != nil || k <= 0 {
+				break
+			}
+			for off := 0; off+19 <= k; {
+				ino := binary.NativeEndian.Uint64(buf[off:])
+				reclen := int(binary.NativeEndian.Uint16(buf[off+16:]))
+				typ := buf[off+18]
+				if reclen <= 0 || off+reclen > k {
+					break
+				}
+				name := buf[off+19 : off+reclen]
+				if i := slices.Index(name, 0); i >= 0 {
+					name = name[:i]
+				}
+				off += reclen
+				nm := string(name)
+				if nm == "." || nm == ".." {
+					continue
+				}
+				rel := nm
+				if dir != "." {
+					rel = dir + "/" + nm
+				}
+				isDir := typ == unix.DT_DIR
+				if typ == unix.DT_UNKNOWN {
+					var st unix.Stat_t
+					isDir = unix.Fstatat(fd, nm, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR
+				}
+				if !fn(rel, ino, isDir) {
+					closeFD(fd)
+					return
+				}
+				if isDir {
+					stack = append(stack, rel)
+				}
+			}
+		}
+		closeFD(fd)
+	}
+}

@@ -1,0 +1,604 @@
+//go:build linux
+
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/etaggate/etaggate/internal/testutil"
+	"github.com/etaggate/etaggate/notifier/ssetest"
+)
+
+// Generous: these waits are about correctness, never speed.
+const arrive = 20 * time.Second
+
+// startNotify runs Caddy with fs_notify first in the site's route over
+// root, extra options added; other requests reach a 418.
+func startNotify(t *testing.T, root string, extra ...string) string {
+	t.Helper()
+	opts := ""
+	for _, o := range extra {
+		opts += "\t\t\t" + o + "\n"
+	}
+	return testutil.Start(t, fmt.Sprintf(`:{port} {
+	route {
+		fs_notify {
+			root %s
+			batch 10ms
+%s		}
+		respond "not a notify URL" 418
+	}
+}
+`, root, opts))
+}
+
+func notifyURL(base, ref string, query string) string {
+	u := base + "/v1/files/" + ref + "/notify"
+	if query != "" {
+		u += "?" + query
+	}
+	return u
+}
+
+func encRef(abs string) string { return url.PathEscape(abs) }
+
+func ino(t testing.TB, p string) string {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Lstat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	return strconv.FormatUint(st.Ino, 10)
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeFile(t testing.TB, p, s string) {
+	t.Helper()
+	must(t, os.WriteFile(p, []byte(s), 0o644))
+}
+
+// untilMarker creates a marker file in dir and collects notifications up
+// to and excluding the marker's child_file_added, so that everything one
+// operation caused, and nothing else, is returned.
+func untilMarker(t *testing.T, s *ssetest.Stream, dir, markerPath string) []ssetest.Notification {
+	t.Helper()
+	f, err := os.Create(filepath.Join(dir, markerPath))
+	must(t, err)
+	f.Close()
+	all := s.Collect(t, arrive, func(ns []ssetest.Notification) bool {
+		return ssetest.Has(ns, "child_file_added", markerPath)
+	})
+	return all[:ssetest.Index(all, "child_file_added", markerPath)]
+}
+
+// TestFSNotifyEveryType performs each operation on a watched directory and
+// checks, through Caddy and a real SSE client, that exactly the types it
+// causes are reported, with path and spine matching the file system.
+func TestFSNotifyEveryType(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	base := startNotify(t, root)
+	rootIno := ino(t, root)
+	s := ssetest.MustOpen(t, testutil.Client(), notifyURL(base, encRef("/"), ""), nil)
+	if got := s.Resp.Header.Get("Cache-Control"); got != "no-cache" {
+		t.Errorf("Cache-Control = %q, want no-cache", got)
+	}
+
+	p := func(name string) string { return filepath.Join(root, name) }
+	isRoot := os.Geteuid() == 0
+	xattrOK := unix.Setxattr(root, "user.probe", []byte("1"), 0) == nil
+
+	type step struct {
+		name    string
+		skip    string
+		op      func(t *testing.T)
+		want    []string // "type path"
+		ordered bool     // want is also the order
+		allowed []string // types that may also appear
+	}
+	steps := []step{
+		{name: "create", op: func(t *testing.T) { writeFile(t, p("f"), "") },
+			want: []string{"child_file_added f"}},
+		{name: "write", op: func(t *testing.T) {
+			f, err := os.OpenFile(p("f"), os.O_WRONLY|os.O_APPEND, 0)
+			must(t, err)
+			_, err = f.WriteString("hello")
+			must(t, err)
+			must(t, f.Close())
+		}, want: []string{"child_data_written f", "child_size_changed f"}, allowed: []string{"child_mtime_changed"}},
+		{name: "truncate", op: func(t *testing.T) { must(t, os.Truncate(p("f"), 2)) },
+			want: []string{"child_size_changed f"}, allowed: []string{"child_data_written", "child_mtime_changed"}},
+		{name: "chmod", op: func(t *testing.T) { must(t, os.Chmod(p("f"), 0o600)) },
+			want: []string{"child_acl_changed f"}},
+		{name: "chown", skip: map[bool]string{false: "chown needs root"}[isRoot],
+			op: func(t *testing.T) { must(t, os.Lchown(p("f"), 4242, -1)) }, want: []string{"child_owner_changed f"}},
+		{name: "chgrp", skip: map[bool]string{false: "chgrp to another group needs root"}[isRoot],
+			op: func(t *testing.T) { must(t, os.Lchown(p("f"), -1, 4343)) }, want: []string{"child_group_changed f"}},
+		{name: "touch -a", op: func(t *testing.T) {
+			must(t, unix.UtimesNanoAt(unix.AT_FDCWD, p("f"), []unix.Timespec{{Sec: 1_000_000_000}, {Nsec: unix.UTIME_OMIT}}, 0))
+		}, want: []string{"child_atime_changed f"}},
+		{name: "touch -m", op: func(t *testing.T) {
+			must(t, unix.UtimesNanoAt(unix.AT_FDCWD, p("f"), []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Sec: 1_100_000_000}}, 0))
+		}, want: []string{"child_mtime_changed f"}, allowed: []string{"child_data_written"}},
+		{name: "touch", op: func(t *testing.T) {
+			must(t, unix.UtimesNanoAt(unix.AT_FDCWD, p("f"), []unix.Timespec{{Sec: 1_200_000_000}, {Sec: 1_200_000_000}}, 0))
+		}, want: []string{"child_atime_changed f", "child_mtime_changed f"}},
+		{name: "setxattr", skip: map[bool]string{false: "no user xattrs on this file system"}[xattrOK],
+			op:   func(t *testing.T) { must(t, unix.Setxattr(p("f"), "user.etaggate", []byte("v1"), 0)) },
+			want: []string{"child_extra_attrs_changed f"}},
+		{name: "setxattr again", skip: map[bool]string{false: "no user xattrs on this file system"}[xattrOK],
+			op:   func(t *testing.T) { must(t, unix.Setxattr(p("f"), "user.etaggate", []byte("v2"), 0)) },
+			want: []string{"child_extra_attrs_changed f"}},
+		{name: "rename within", op: func(t *testing.T) { must(t, os.Rename(p("f"), p("g"))) },
+			want: []string{"child_file_moved_from f", "child_file_moved_to g"}, ordered: true},
+		{name: "rename out of the tree", op: func(t *testing.T) { must(t, os.Rename(p("g"), filepath.Join(outside, "g"))) },
+			want: []string{"child_file_moved_from g"}},
+		{name: "rename into the tree", op: func(t *testing.T) { must(t, os.Rename(filepath.Join(outside, "g"), p("h"))) },
+			want: []string{"child_file_moved_to h"}},
+		{name: "rm", op: func(t *testing.T) { must(t, os.Remove(p("h"))) },
+			want: []string{"child_file_removed h"}},
+		{name: "mkdir", op: func(t *testing.T) { must(t, os.Mkdir(p("d"), 0o755)) },
+			want: []string{"child_dir_added d"}},
+		{name: "chmod dir", op: func(t *testing.T) { must(t, os.Chmod(p("d"), 0o700)) },
+			want: []string{"child_acl_changed d"}},
+		{name: "rename dir", op: func(t *testing.T) { must(t, os.Rename(p("d"), p("e"))) },
+			want: []string{"child_dir_moved_from d", "child_dir_moved_to e"}, ordered: true},
+		{name: "rename dir out", op: func(t *testing.T) { must(t, os.Rename(p("e"), filepath.Join(outside, "e"))) },
+			want: []string{"child_dir_moved_from e"}},
+		{name: "rename dir in", op: func(t *testing.T) { must(t, os.Rename(filepath.Join(outside, "e"), p("e2"))) },
+			want: []string{"child_dir_moved_to e2"}},
+		{name: "rmdir", op: func(t *testing.T) { must(t, os.Remove(p("e2"))) },
+			want: []string{"child_dir_removed e2"}},
+		{name: "symlink", op: func(t *testing.T) { must(t, os.Symlink("/etc/passwd", p("ln"))) },
+			want: []string{"child_file_added ln"}},
+	}
+	seen := map[string]bool{}
+	for i, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			if st.skip != "" {
+				t.Skip(st.skip)
+			}
+			before := map[string]string{}
+			names, _ := os.ReadDir(root)
+			for _, e := range names {
+				before[e.Name()] = ino(t, p(e.Name()))
+			}
+			st.op(t)
+			got := untilMarker(t, s, root, fmt.Sprintf(".mark%d", i))
+
+			var gotKeys []string
+			for _, n := range got {
+				gotKeys = append(gotKeys, n.Type+" "+n.Path)
+				seen[n.Type] = true
+				if !slices.Contains(st.allowed, n.Type) && !slices.Contains(st.want, n.Type+" "+n.Path) {
+					t.Errorf("unexpected %s %s", n.Type, n.Path)
+				}
+				// path and spine against the file system
+				if strings.Contains(n.Path, "/") || n.Path == "" {
+					t.Errorf("%s: path %q is not a child of the watched directory", n.Type, n.Path)
+				}
+				if len(n.Spine) != 2 || n.Spine[0] != rootIno {
+					t.Errorf("%s %s: spine %v, want [%s <file id>]", n.Type, n.Path, n.Spine, rootIno)
+					continue
+				}
+				want := before[n.Path]
+				if _, err := os.Lstat(p(n.Path)); err == nil {
+					want = ino(t, p(n.Path))
+				}
+				if n.Spine[1] != want {
+					t.Errorf("%s %s: file id %s, want %s (stat)", n.Type, n.Path, n.Spine[1], want)
+				}
+				if n.StreamName != nil {
+					t.Errorf("stream_name = %q, want null", *n.StreamName)
+				}
+			}
+			last := -1
+			for _, w := range st.want {
+				i := slices.Index(gotKeys, w)
+				if i < 0 {
+					t.Errorf("missing %s; got %v", w, gotKeys)
+					continue
+				}
+				if st.ordered && i < last {
+					t.Errorf("%s came before %s; got %v", w, st.want[0], gotKeys)
+				}
+				last = i
+			}
+		})
+	}
+	for _, typ := range []string{"child_btime_changed", "child_stream_added", "child_stream_removed"} {
+		if seen[typ] {
+			t.Errorf("%s was produced; Linux cannot cause it", typ)
+		}
+	}
+}
+
+// TestFSNotifyRecursive checks recursive streams: a directory created and
+// filled at once is reported in full, paths and spines go down the tree.
+func TestFSNotifyRecursive(t *testing.T) {
+	root := t.TempDir()
+	base := startNotify(t, root)
+	s := ssetest.MustOpen(t, testutil.Client(), notifyURL(base, encRef("/"), "recursive=true"), nil)
+
+	const dirs = 50
+	for i := range dirs {
+		d := filepath.Join(root, fmt.Sprintf("d%d", i))
+		must(t, os.Mkdir(d, 0o755))
+		writeFile(t, filepath.Join(d, "f"), "x")
+		must(t, os.MkdirAll(filepath.Join(d, "g", "h"), 0o755))
+		writeFile(t, filepath.Join(d, "g", "h", "deep"), "y")
+	}
+	want := map[string]string{}
+	for i := range dirs {
+		d := fmt.Sprintf("d%d", i)
+		want["child_dir_added "+d] = d
+		want["child_file_added "+d+"/f"] = d + "/f"
+		want["child_dir_added "+d+"/g"] = d + "/g"
+		want["child_dir_added "+d+"/g/h"] = d + "/g/h"
+		want["child_file_added "+d+"/g/h/deep"] = d + "/g/h/deep"
+	}
+	got := s.Collect(t, arrive, func(ns []ssetest.Notification) bool {
+		n := 0
+		for _, x := range ns {
+			if _, ok := want[x.Type+" "+x.Path]; ok {
+				n++
+			}
+		}
+		return n >= len(want)
+	})
+	for _, n := range got {
+		rel, ok := want[n.Type+" "+n.Path]
+		if !ok {
+			continue
+		}
+		// spine: the watched directory, then each directory down to the file
+		parts := strings.Split(rel, "/")
+		wantSpine := []string{ino(t, root)}
+		for j := range parts {
+			wantSpine = append(wantSpine, ino(t, filepath.Join(append([]string{root}, parts[:j+1]...)...)))
+		}
+		if !slices.Equal(n.Spine, wantSpine) {
+			t.Errorf("%s %s: spine %v, want %v", n.Type, n.Path, n.Spine, wantSpine)
+		}
+	}
+	for _, n := range got {
+		if n.Type == "child_file_added" && strings.HasSuffix(n.Path, "/deep") {
+			if i := ssetest.Index(got, "child_dir_added", strings.TrimSuffix(n.Path, "/deep")); i < 0 || i > ssetest.Index(got, n.Type, n.Path) {
+				t.Errorf("%s reported before its directory", n.Path)
+			}
+		}
+	}
+
+	// A rename inside the tree keeps watching the subtree under its new name.
+	must(t, os.Rename(filepath.Join(root, "d0"), filepath.Join(root, "d0-renamed")))
+	writeFile(t, filepath.Join(root, "d0-renamed", "g", "h", "after"), "z")
+	got = s.Collect(t, arrive, func(ns []ssetest.Notification) bool {
+		return ssetest.Has(ns, "child_file_added", "d0-renamed/g/h/after")
+	})
+	from, to := ssetest.Index(got, "child_dir_moved_from", "d0"), ssetest.Index(got, "child_dir_moved_to", "d0-renamed")
+	if from < 0 || to < 0 || from > to {
+		t.Errorf("rename of d0: moved_from at %d, moved_to at %d:\n%s", from, to, ssetest.Format(got))
+	}
+}
+
+// TestFSNotifyNonRecursive checks that a non-recursive stream reports
+// immediate children only.
+func TestFSNotifyNonRecursive(t *testing.T) {
+	root := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(root, "sub", "deeper"), 0o755))
+	base := startNotify(t, root)
+	s := ssetest.MustOpen(t, testutil.Client(), notifyURL(base, encRef("/"), "recursive=false"), nil)
+	writeFile(t, filepath.Join(root, "sub", "grandchild"), "x")
+	writeFile(t, filepath.Join(root, "sub", "deeper", "great"), "x")
+	must(t, os.Chmod(filepath.Join(root, "sub", "deeper"), 0o700))
+	got := untilMarker(t, s, root, "child")
+	if len(got) != 0 {
+		t.Errorf("non-recursive stream reported grandchildren:\n%s", ssetest.Format(got))
+	}
+}
+
+// TestFSNotifyFilter checks that only the requested types are sent.
+func TestFSNotifyFilter(t *testing.T) {
+	root := t.TempDir()
+	base := startNotify(t, root)
+	s := ssetest.MustOpen(t, testutil.Client(), notifyURL(base, encRef("/"), "filter=child_file_removed,child_stream_added"), nil)
+	writeFile(t, filepath.Join(root, "a"), "1")
+	must(t, os.Chmod(filepath.Join(root, "a"), 0o600))
+	must(t, os.Rename(filepath.Join(root, "a"), filepath.Join(root, "b")))
+	must(t, os.Remove(filepath.Join(root, "b")))
+	got := s.Collect(t, arrive, func(ns []ssetest.Notification) bool { return len(ns) > 0 })
+	if len(got) != 1 || got[0].Type != "child_file_removed" || got[0].Path != "b" {
+		t.Errorf("filtered stream got:\n%s", ssetest.Format(got))
+	}
+}
+
+// TestFSNotifyRefs checks the three ways of naming a directory.
+func TestFSNotifyRefs(t *testing.T) {
+	root := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(root, "my", "directory"), 0o755))
+	base := startNotify(t, root)
+	dir := filepath.Join(root, "my", "directory")
+	for _, ref := range []string{
+		encRef("/my/directory"),   // URL-encoded absolute path
+		"my/directory",            // plain segments
+		ino(t, dir),               // file ID
+		encRef("/my/./directory"), // a harmless dot
+	} {
+		t.Run(ref, func(t *testing.T) {
+			s := ssetest.MustOpen(t, testutil.Client(), notifyURL(base, ref, ""), nil)
+			name := "file-" + strings.NewReplacer("%", "_", "/", "_").Replace(ref)
+			writeFile(t, filepath.Join(dir, name), "x")
+			got := s.Collect(t, arrive, func(ns []ssetest.Notification) bool { return ssetest.Has(ns, "child_file_added", name) })
+			n := got[ssetest.Index(got, "child_file_added", name)]
+			if want := []string{ino(t, dir), ino(t, filepath.Join(dir, name))}; !slices.Equal(n.Spine, want) {
+				t.Errorf("spine %v, want %v", n.Spine, want)
+			}
+		})
+	}
+}
+
+type problemDoc struct {
+	Type        string   `json:"type"`
+	Title       string   `json:"title"`
+	Status      int      `json:"status"`
+	Detail      string   `json:"detail"`
+	ValidValues []string `json:"valid_values"`
+}
+
+func getProblem(t *testing.T, method, u string) (*http.Response, problemDoc) {
+	t.Helper()
+	req, err := http.NewRequest(method, u, nil)
+	must(t, err)
+	resp, err := testutil.Client().Do(req)
+	must(t, err)
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var d problemDoc
+	if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("%s %s: %d with Content-Type %q, want application/problem+json: %s", method, u, resp.StatusCode, ct, body)
+	}
+	if err := json.Unmarshal(body, &d); err != nil {
+		t.Fatalf("%s %s: body %q: %v", method, u, body, err)
+	}
+	if d.Status != resp.StatusCode || d.Title == "" || d.Type == "" || d.Detail == "" {
+		t.Errorf("%s %s: incomplete problem %+v", method, u, d)
+	}
+	return resp, d
+}
+
+// TestFSNotifyErrors checks every error of the contract and its problem
+// document.
+func TestFSNotifyErrors(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	must(t, os.Mkdir(filepath.Join(root, "sub"), 0o755))
+	writeFile(t, filepath.Join(root, "file"), "x")
+	writeFile(t, filepath.Join(outside, "secret"), "x")
+	must(t, os.Symlink(outside, filepath.Join(root, "escape")))
+	must(t, os.Symlink("../..", filepath.Join(root, "sub", "up")))
+	must(t, os.Symlink("sub", filepath.Join(root, "inside"))) // a symlink that stays inside is fine
+	base := startNotify(t, root, "max_subscribers 2")
+
+	cases := []struct {
+		name, method, ref, query string
+		status                   int
+		valid                    []string
+	}{
+		{"dot-dot", "GET", "..", "", 404, nil},
+		{"dot-dot deeper", "GET", "sub/../..", "", 404, nil},
+		{"encoded dot-dot", "GET", "%2e%2e", "", 404, nil},
+		{"encoded path with dot-dot", "GET", "%2Fsub%2F..%2F..%2Fetc", "", 404, nil},
+		{"symlink outside root", "GET", "escape", "", 404, nil},
+		{"relative symlink climbing out", "GET", "sub/up", "", 404, nil},
+		{"unknown ref", "GET", "nope", "", 404, nil},
+		{"unknown file id", "GET", "999999999999", "", 404, nil},
+		{"a file", "GET", "file", "", 400, nil},
+		{"a file by id", "GET", ino(t, filepath.Join(root, "file")), "", 400, nil},
+		{"unknown filter", "GET", "sub", "filter=child_file_added,child_bogus", 400, []string{"child_file_added", "self_removed"}},
+		{"bad recursive", "GET", "sub", "recursive=yes", 400, []string{"true", "false"}},
+		{"POST", "POST", "sub", "", 405, nil},
+		{"DELETE", "DELETE", "sub", "", 405, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			resp, d := getProblem(t, c.method, notifyURL(base, c.ref, c.query))
+			if resp.StatusCode != c.status {
+				t.Fatalf("status %d (%s), want %d", resp.StatusCode, d.Detail, c.status)
+			}
+			for _, v := range c.valid {
+				if !slices.Contains(d.ValidValues, v) {
+					t.Errorf("valid_values %v lacks %q", d.ValidValues, v)
+				}
+			}
+			if c.status == 405 && resp.Header.Get("Allow") != "GET" {
+				t.Errorf("Allow = %q, want GET", resp.Header.Get("Allow"))
+			}
+		})
+	}
+
+	t.Run("symlink inside root", func(t *testing.T) {
+		ssetest.MustOpen(t, testutil.Client(), notifyURL(base, "inside", ""), nil)
+	})
+	t.Run("max_subscribers", func(t *testing.T) {
+		a := ssetest.MustOpen(t, testutil.Client(), notifyURL(base, "sub", ""), nil)
+		ssetest.MustOpen(t, testutil.Client(), notifyURL(base, "sub", "recursive=true"), nil)
+		resp, _ := getProblem(t, "GET", notifyURL(base, "sub", ""))
+		if resp.StatusCode != 503 {
+			t.Fatalf("third stream: status %d, want 503", resp.StatusCode)
+		}
+		a.Close()
+		// A slot frees once a client leaves.
+		deadline := time.Now().Add(arrive)
+		for {
+			s, resp, err := ssetest.Open(testutil.Client(), notifyURL(base, "sub", ""), nil)
+			if err == nil {
+				s.Close()
+				break
+			}
+			if resp == nil || resp.StatusCode != 503 || time.Now().After(deadline) {
+				t.Fatalf("after a client left: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	t.Run("other paths pass through", func(t *testing.T) {
+		resp, err := testutil.Client().Get(base + "/v1/files/sub")
+		must(t, err)
+		resp.Body.Close()
+		if resp.StatusCode != 418 {
+			t.Errorf("status %d, want the next handler's 418", resp.StatusCode)
+		}
+	})
+}
+
+// TestFSNotifyUnderHandle runs the Caddyfile.example layout: fs_notify
+// under `handle /v1/files/*`. Caddy's path matcher cleans ".." before
+// matching, so a traversal attempt never reaches fs_notify; it must not
+// get a stream either way.
+func TestFSNotifyUnderHandle(t *testing.T) {
+	root := t.TempDir()
+	must(t, os.Mkdir(filepath.Join(root, "sub"), 0o755))
+	base := testutil.Start(t, fmt.Sprintf(`:{port} {
+	handle /v1/files/* {
+		fs_notify {
+			root %s
+		}
+	}
+	handle {
+		respond "elsewhere" 404
+	}
+}
+`, root))
+	s := ssetest.MustOpen(t, testutil.Client(), notifyURL(base, encRef("/sub"), "recursive=true"), nil)
+	writeFile(t, filepath.Join(root, "sub", "x"), "1")
+	s.Collect(t, arrive, func(ns []ssetest.Notification) bool { return ssetest.Has(ns, "child_file_added", "x") })
+	for _, ref := range []string{"..", "%2e%2e", "sub/../..", "%2Fsub%2F..%2F..%2Fetc"} {
+		_, resp, err := ssetest.Open(testutil.Client(), notifyURL(base, ref, ""), nil)
+		if err == nil || resp == nil || resp.StatusCode != 404 {
+			t.Errorf("%s: got a stream or no 404: %v", ref, err)
+		}
+	}
+}
+
+// TestFSNotifyLastEventID checks replay from history on reconnection, and
+// the overflow event when the id is too old to replay.
+func TestFSNotifyLastEventID(t *testing.T) {
+	root := t.TempDir()
+	base := startNotify(t, root, "history 3")
+	u := notifyURL(base, encRef("/"), "")
+	s := ssetest.MustOpen(t, testutil.Client(), u, nil)
+	writeFile(t, filepath.Join(root, "one"), "")
+	ev, err := s.Next(arrive)
+	must(t, err)
+	if ev.ID == "" {
+		t.Fatal("payload has no id")
+	}
+	s.Close()
+
+	// Missed while disconnected.
+	writeFile(t, filepath.Join(root, "two"), "")
+	time.Sleep(100 * time.Millisecond) // let the batch window close while nobody listens
+	s2 := ssetest.MustOpen(t, testutil.Client(), u, http.Header{"Last-Event-Id": {ev.ID}})
+	ev2, err := s2.Next(arrive)
+	must(t, err)
+	ns, err := ev2.Decode()
+	must(t, err)
+	if ev2.Type != "" || len(ns) == 0 || ns[0].Path != "two" {
+		t.Fatalf("replay: got %q %s, want child_file_added two", ev2.Type, ev2.Data)
+	}
+	if id1, _ := strconv.ParseUint(ev.ID, 10, 64); func() bool { id2, _ := strconv.ParseUint(ev2.ID, 10, 64); return id2 <= id1 }() {
+		t.Errorf("ids not increasing: %s then %s", ev.ID, ev2.ID)
+	}
+	// Live events follow the replay on the same stream.
+	writeFile(t, filepath.Join(root, "three"), "")
+	s2.Collect(t, arrive, func(ns []ssetest.Notification) bool { return ssetest.Has(ns, "child_file_added", "three") })
+	s2.Close()
+
+	// More payloads than history while away: overflow first.
+	for i := range 6 {
+		writeFile(t, filepath.Join(root, fmt.Sprintf("many%d", i)), "")
+		time.Sleep(40 * time.Millisecond) // separate batch windows
+	}
+	time.Sleep(100 * time.Millisecond)
+	s3 := ssetest.MustOpen(t, testutil.Client(), u, http.Header{"Last-Event-Id": {ev2.ID}})
+	ev3, err := s3.Next(arrive)
+	must(t, err)
+	if ev3.Type != "overflow" {
+		t.Errorf("stale Last-Event-ID: first event %q %s, want overflow", ev3.Type, ev3.Data)
+	}
+
+	// An id from another run is also too old.
+	s4 := ssetest.MustOpen(t, testutil.Client(), u, http.Header{"Last-Event-Id": {"12"}})
+	ev4, err := s4.Next(arrive)
+	must(t, err)
+	if ev4.Type != "overflow" {
+		t.Errorf("foreign Last-Event-ID: first event %q %s, want overflow", ev4.Type, ev4.Data)
+	}
+}
+
+// TestFSNotifySelfRemoved removes the watched directory.
+func TestFSNotifySelfRemoved(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "doomed")
+	must(t, os.MkdirAll(filepath.Join(dir, "inner"), 0o755))
+	writeFile(t, filepath.Join(dir, "f"), "x")
+	base := startNotify(t, root)
+	dirIno := ino(t, dir)
+	s := ssetest.MustOpen(t, testutil.Client(), notifyURL(base, "doomed", "recursive=true"), nil)
+	must(t, os.RemoveAll(dir))
+	got := s.Collect(t, arrive, func(ns []ssetest.Notification) bool { return ssetest.Has(ns, "self_removed", "") })
+	last := got[len(got)-1]
+	if last.Type != "self_removed" || !slices.Equal(last.Spine, []string{dirIno}) {
+		t.Errorf("last notification %+v, want self_removed with spine [%s]", last, dirIno)
+	}
+	if !ssetest.Has(got, "child_file_removed", "f") || !ssetest.Has(got, "child_dir_removed", "inner") {
+		t.Errorf("children's removal missing:\n%s", ssetest.Format(got))
+	}
+	if evs, ended := s.Ended(arrive); !ended || len(evs) != 0 {
+		t.Errorf("stream did not end after self_removed (ended %v, %d more events)", ended, len(evs))
+	}
+	if !errors.Is(s.Err(), io.EOF) {
+		t.Errorf("stream ended with %v, want a clean end", s.Err())
+	}
+}
+
+// TestFSNotifyReloadEndsStreams checks that a config reload ends the old
+// configuration's streams cleanly and the new one serves.
+func TestFSNotifyReloadEndsStreams(t *testing.T) {
+	root := t.TempDir()
+	base := startNotify(t, root)
+	port := strings.TrimPrefix(base, "http://127.0.0.1:")
+	s := ssetest.MustOpen(t, testutil.Client(), notifyURL(base, encRef("/"), ""), nil)
+
+	testutil.Load(t, fmt.Sprintf(":%s {\n\tfs_notify {\n\t\troot %s\n\t\tkeepalive 5s\n\t}\n}\n", port, root))
+	if _, ended := s.Ended(arrive); !ended {
+		t.Fatal("stream of the old configuration still open after reload")
+	}
+	if !errors.Is(s.Err(), io.EOF) {
+		t.Errorf("stream ended with %v, want a clean end", s.Err())
+	}
+	s2 := ssetest.MustOpen(t, testutil.Client(), notifyURL(base, encRef("/"), ""), nil)
+	writeFile(t, filepath.Join(root, "after-reload"), "")
+	s2.Collect(t, arrive, func(ns []ssetest.Notification) bool { return ssetest.Has(ns, "child_file_added", "after-reload") })
+}
