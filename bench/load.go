@@ -13,12 +13,12 @@ import (
 // side is one of the configurations a row compares: a site of the gateway
 // and the request each worker sends to it.
 type side struct {
-	name   string
-	addr   string
-	req    [][]byte // per worker; a worker w sends req[w%len(req)]
-	want   int      // expected status
-	head   bool
-	expect string // what the row expects, for error notes
+	name string
+	addr string
+	req  [][]byte // per worker; a worker w sends req[w%len(req)]
+	pre  [][]byte // if set, sent (untimed) before each req, expecting 200
+	want int      // expected status
+	head bool
 }
 
 // result accumulates the rounds of one side.
@@ -34,6 +34,8 @@ type result struct {
 	allocN   int64         // requests of the rounds in which allocations were counted
 	upstream int64         // upstream requests during the rounds
 	all      int64         // requests completed during the rounds, including after the deadline
+	pres     int64         // requests sent before measured ones (side.pre)
+	preBad   map[int]int64 // their statuses other than 200
 	cpu      time.Duration // gateway CPU time during the rounds
 	cpuOK    bool
 }
@@ -96,7 +98,7 @@ func (r *result) upstreamPerReq() float64 {
 	if r.all == 0 {
 		return 0
 	}
-	return float64(r.upstream) / float64(r.all)
+	return float64(r.upstream-r.pres) / float64(r.all)
 }
 
 // problems describes unexpected statuses and transport errors, if any.
@@ -111,6 +113,14 @@ func (r *result) problems(want int) string {
 	sort.Ints(codes)
 	for _, code := range codes {
 		parts = append(parts, fmt.Sprintf("%d×%d", r.statuses[code], code))
+	}
+	codes = codes[:0]
+	for code := range r.preBad {
+		codes = append(codes, code)
+	}
+	sort.Ints(codes)
+	for _, code := range codes {
+		parts = append(parts, fmt.Sprintf("%d×%d to the GET before", r.preBad[code], code))
 	}
 	if r.errs > 0 {
 		parts = append(parts, fmt.Sprintf("%d errors (%s)", r.errs, r.firstErr))
@@ -131,7 +141,7 @@ type bench struct {
 func (b *bench) compare(ctx context.Context, slug string, sides []side) ([]*result, error) {
 	results := make([]*result, len(sides))
 	for i := range results {
-		results[i] = &result{statuses: make(map[int]int64), cpuOK: true}
+		results[i] = &result{statuses: make(map[int]int64), preBad: make(map[int]int64), cpuOK: true}
 	}
 	warm := min(b.o.round/3, time.Second)
 	for _, s := range sides {
@@ -165,6 +175,10 @@ func (b *bench) compare(ctx context.Context, slug string, sides []side) ([]*resu
 			acc.allocN += res.allocN
 			acc.upstream += res.upstream
 			acc.all += res.all
+			acc.pres += res.pres
+			for k, v := range res.preBad {
+				acc.preBad[k] += v
+			}
 			acc.cpu += res.cpu
 			acc.cpuOK = acc.cpuOK && res.cpuOK
 		}
@@ -190,13 +204,6 @@ func (b *bench) round(ctx context.Context, s side, d time.Duration, profileName 
 		}
 		conns[w] = c
 	}
-	type workerResult struct {
-		n, tail  int64
-		lat      []time.Duration
-		statuses map[int]int64
-		errs     int64
-		firstErr string
-	}
 	out := make([]workerResult, conc)
 
 	ms0, memErr := b.gw.memStats()
@@ -215,41 +222,53 @@ func (b *bench) round(ctx context.Context, s side, d time.Duration, profileName 
 			defer wg.Done()
 			wr := &out[w]
 			wr.statuses = make(map[int]int64, 2)
+			wr.preBad = make(map[int]int64)
 			wr.lat = make([]time.Duration, 0, 4096)
 			c := conns[w]
 			req := s.req[w%len(s.req)]
+			var pre []byte
+			if len(s.pre) > 0 {
+				pre = s.pre[w%len(s.pre)]
+			}
 			var resp response
-			for ctx.Err() == nil {
-				t0 := time.Now()
-				if t0.After(deadline) {
-					break
-				}
+			// send makes one request, reconnecting as needed; false after
+			// a transport error.
+			send := func(req []byte) bool {
 				if c == nil {
 					var err error
 					if c, err = dialRaw(s.addr, 64<<10); err != nil {
-						wr.errs++
-						if wr.firstErr == "" {
-							wr.firstErr = err.Error()
-						}
+						wr.fail(err)
 						time.Sleep(10 * time.Millisecond)
-						continue
+						return false
 					}
 				}
-				err := c.roundTrip(req, &resp, false, s.head)
-				t1 := time.Now()
-				if err != nil {
-					wr.errs++
-					if wr.firstErr == "" {
-						wr.firstErr = err.Error()
-					}
+				if err := c.roundTrip(req, &resp, false, s.head); err != nil {
+					wr.fail(err)
 					c.Close()
 					c = nil
-					continue
+					return false
 				}
 				if resp.close {
 					c.Close()
 					c = nil
 				}
+				return true
+			}
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				if pre != nil {
+					if !send(pre) {
+						continue
+					}
+					wr.pres++
+					if resp.status != 200 {
+						wr.preBad[resp.status]++
+					}
+				}
+				t0 := time.Now()
+				if !send(req) {
+					continue
+				}
+				t1 := time.Now()
 				if t1.After(deadline) {
 					wr.tail++
 					break
@@ -264,7 +283,7 @@ func (b *bench) round(ctx context.Context, s side, d time.Duration, profileName 
 		}()
 	}
 	wg.Wait()
-	res := &result{elapsed: d, statuses: make(map[int]int64)}
+	res := &result{elapsed: d, statuses: make(map[int]int64), preBad: make(map[int]int64)}
 	if cpu1, err := b.gw.cpuTime(); err == nil && cpuErr == nil {
 		res.cpu, res.cpuOK = cpu1-cpu0, true
 	}
@@ -281,6 +300,10 @@ func (b *bench) round(ctx context.Context, s side, d time.Duration, profileName 
 	for _, wr := range out {
 		res.n += wr.n
 		res.all += wr.n + wr.tail
+		res.pres += wr.pres
+		for k, v := range wr.preBad {
+			res.preBad[k] += v
+		}
 		res.lat = append(res.lat, wr.lat...)
 		for k, v := range wr.statuses {
 			res.statuses[k] += v
@@ -299,6 +322,23 @@ func (b *bench) round(ctx context.Context, s side, d time.Duration, profileName 
 		return nil, err
 	}
 	return res, nil
+}
+
+type workerResult struct {
+	n, tail  int64
+	pres     int64 // requests sent before each measured one
+	lat      []time.Duration
+	statuses map[int]int64
+	preBad   map[int]int64 // statuses other than 200 of the requests before
+	errs     int64
+	firstErr string
+}
+
+func (wr *workerResult) fail(err error) {
+	wr.errs++
+	if wr.firstErr == "" {
+		wr.firstErr = err.Error()
+	}
 }
 
 // calibrate measures the allocations of one /debug/vars read, so that they
