@@ -64,7 +64,7 @@ func startUpstream() (*upstream, error) {
 	}
 	go func() {
 		if err := u.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			fmt.Printf("bench: upstream stopped: %v\n", err)
+			progress("upstream stopped: %v", err)
 		}
 	}()
 	return u, nil
