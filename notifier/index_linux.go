@@ -502,7 +502,7 @@ func (n *Notifier) process(evs []rawEvent) {
 		isDir := ev.mask&unix.IN_ISDIR != 0
 		switch {
 		case ev.mask&unix.IN_CREATE != 0:
-			n.onCreate(x, ev.name)
+			n.onCreate(x, ev.name, isDir)
 		case ev.mask&unix.IN_MOVED_TO != 0:
 			n.onMovedTo(x, ev.name, isDir, ev.cookie)
 		case ev.mask&unix.IN_DELETE != 0:
@@ -510,7 +510,7 @@ func (n *Notifier) process(evs []rawEvent) {
 		case ev.mask&unix.IN_MOVED_FROM != 0:
 			n.onMovedFrom(x, ev.name, isDir, ev.cookie)
 		case ev.mask&(unix.IN_MODIFY|unix.IN_ATTRIB) != 0:
-			n.onChange(x, ev.name, ev.mask)
+			n.onChange(x, ev.name, ev.mask, isDir)
 		case ev.mask&unix.IN_ACCESS != 0:
 			if isDir {
 				continue // directory atimes move with every listing, ours included
@@ -523,17 +523,17 @@ func (n *Notifier) process(evs []rawEvent) {
 				accessed = make(map[key]bool)
 			}
 			accessed[k] = true
-			n.onChange(x, ev.name, ev.mask)
+			n.onChange(x, ev.name, ev.mask, isDir)
 		}
 	}
 }
 
-func (n *Notifier) onCreate(x *node, name string) {
+func (n *Notifier) onCreate(x *node, name string, isDir bool) {
 	s, err := n.statEntry(x, name, true)
 	if err != nil {
 		// Gone before it could be examined: report it with an unknown ID.
 		if e := x.entries[name]; e == nil {
-			n.emit(x, name, &snap{}, ChildFileAdded)
+			n.emit(x, name, &snap{}, typeFor(isDir, ChildFileAdded, ChildDirAdded))
 		}
 		return
 	}
@@ -628,6 +628,10 @@ func (n *Notifier) onMovedTo(y *node, name string, isDir bool, cookie uint32) {
 	}
 	e := &entry{snap: s}
 	y.entries[name] = e
+	var missed []Type
+	if m != nil && m.entry != nil && m.entry.dev == s.dev && m.entry.ino == s.ino {
+		missed = attrChanges(&m.entry.snap, &s)
+	}
 	var c *node
 	if m != nil && m.entry != nil && m.entry.child != nil {
 		if m.entry.dev == s.dev && m.entry.ino == s.ino && !m.entry.child.isAncestorOf(y) {
@@ -640,6 +644,9 @@ func (n *Notifier) onMovedTo(y *node, name string, isDir bool, cookie uint32) {
 		}
 	}
 	n.emit(y, name, &s, typeFor(s.isDir(), ChildFileMovedTo, ChildDirMovedTo))
+	for _, t := range missed {
+		n.emit(y, name, &s, t)
+	}
 	n.refreshInParent(y)
 	switch {
 	case c != nil:
@@ -669,15 +676,25 @@ func (n *Notifier) onMovedTo(y *node, name string, isDir bool, cookie uint32) {
 //	IN_MODIFY (write, truncate, mtime-only utimes): data, size, mtime
 //	IN_ACCESS (read, atime-only utimes): atime
 //	IN_ATTRIB (chmod, chown, utimes, xattrs): every attribute
-func (n *Notifier) onChange(x *node, name string, mask uint32) {
+func (n *Notifier) onChange(x *node, name string, mask uint32, isDir bool) {
 	e := x.entries[name]
-	if e == nil {
-		return
-	}
 	attrib := mask&unix.IN_ATTRIB != 0
-	s, err := n.statEntry(x, name, attrib)
-	if err != nil || s.ino != e.ino || s.dev != e.dev {
-		return // removed or replaced; that event follows
+	var s snap
+	var err error
+	if e != nil {
+		s, err = n.statEntry(x, name, attrib)
+	}
+	if e == nil || err != nil || s.ino != e.ino || s.dev != e.dev {
+		// Renamed, removed or replaced since. Data was written all the
+		// same; which attributes changed is found by the rename's
+		// IN_MOVED_TO, or is lost with the file.
+		if mask&unix.IN_MODIFY != 0 && !isDir {
+			if e != nil {
+				s = e.snap
+			}
+			n.emit(x, name, &s, ChildDataWritten)
+		}
+		return
 	}
 	old := e.snap
 	var types [10]Type
@@ -731,6 +748,37 @@ func (n *Notifier) onChange(x *node, name string, mask uint32) {
 	for _, typ := range t {
 		n.emit(x, name, &e.snap, typ)
 	}
+}
+
+// attrChanges lists what differs between two snapshots of one file taken
+// around a rename: changes whose own events were processed only after the
+// file had left its old name.
+func attrChanges(old, s *snap) []Type {
+	var t []Type
+	if !old.isDir() {
+		if s.size != old.size {
+			t = append(t, ChildSizeChanged)
+		}
+		if s.mtime != old.mtime {
+			t = append(t, ChildMtimeChanged)
+		}
+		if s.atime != old.atime {
+			t = append(t, ChildAtimeChanged)
+		}
+	}
+	if s.uid != old.uid {
+		t = append(t, ChildOwnerChanged)
+	}
+	if s.gid != old.gid {
+		t = append(t, ChildGroupChanged)
+	}
+	if s.mode&07777 != old.mode&07777 || s.acl != old.acl {
+		t = append(t, ChildACLChanged)
+	}
+	if s.xattrs != old.xattrs {
+		t = append(t, ChildExtraAttrsChanged)
+	}
+	return t
 }
 
 // kernelOverflow handles IN_Q_OVERFLOW: every subscriber is told, and the
