@@ -50,6 +50,10 @@ func (n *Notifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n.fail(w, r, http.StatusMethodNotAllowed, "the notify endpoint only answers GET", nil, nil)
 		return
 	}
+	if n.isClosed() {
+		n.fail(w, r, http.StatusServiceUnavailable, "the server is shutting down or reloading", nil, ErrClosed)
+		return
+	}
 	q := r.URL.Query()
 	filter, err := ParseFilter(strings.Join(q["filter"], ","))
 	if err != nil {
@@ -150,6 +154,11 @@ func isDigits(s string) bool {
 // segment) and physically (symlinks resolved, then opened with no symlink
 // allowed on the way); rel is its path below root.
 func (n *Notifier) resolve(ref string) (fd int, rel string, err error) {
+	n.rootMu.RLock()
+	defer n.rootMu.RUnlock()
+	if n.rootFD < 0 {
+		return -1, "", ErrClosed
+	}
 	if isDigits(ref) {
 		ino, err := strconv.ParseUint(ref, 10, 64)
 		if err != nil {

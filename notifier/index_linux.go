@@ -194,7 +194,7 @@ func typeFor(isDir bool, file, dir Type) Type {
 // addWatch watches the directory open at fd and returns its node, new or
 // already known (inotify gives one watch descriptor per inode).
 func (n *Notifier) addWatch(fd int) (*node, bool, error) {
-	wd, err := unix.InotifyAddWatch(n.in.fd, fdPath(fd), watchMask)
+	wd, err := n.addWatchFn(n.in.fd, fdPath(fd), watchMask)
 	if err != nil {
 		if errors.Is(err, unix.ENOSPC) {
 			return nil, false, ErrWatchLimit
@@ -781,13 +781,14 @@ func attrChanges(old, s *snap) []Type {
 	return t
 }
 
-// kernelOverflow handles IN_Q_OVERFLOW: every subscriber is told, and the
-// index is rebuilt from the directories themselves so that later
-// differences are computed against the truth.
+// kernelOverflow handles IN_Q_OVERFLOW: the index is rebuilt from the
+// directories themselves so that later differences are computed against
+// the truth, and then every subscriber is told to rescan.
 func (n *Notifier) kernelOverflow() {
 	n.stats.Overflows++
 	n.log.Warn("inotify queue overflowed; subscribers told to rescan (consider raising the sysctl fs.inotify.max_queued_events)")
-	n.overflow(reasonKernelQueue, nil)
+	n.seal()
+	defer n.overflow(reasonKernelQueue, nil)
 	for cookie, m := range n.moves {
 		delete(n.moves, cookie)
 		n.movedOut(m)

@@ -25,9 +25,11 @@ type Notifier struct {
 	log  *zap.Logger
 	root string // absolute, symlinks resolved
 
-	rootFD           int // O_PATH descriptor of root
+	rootMu           sync.RWMutex // held (read) while rootFD is used outside mu
+	rootFD           int          // O_PATH descriptor of root; -1 once closed
 	rootDev, rootIno uint64
 	in               *inotifyFile
+	addWatchFn       func(fd int, path string, mask uint32) (int, error) // inotify_add_watch; tests replace it
 
 	backlogMu sync.Mutex
 	backlog   []rawEvent
@@ -110,23 +112,24 @@ func New(cfg Config) (*Notifier, error) {
 	}
 	now := uint64(time.Now().UnixMicro())
 	n := &Notifier{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		root:     real,
-		rootFD:   rootFD,
-		rootDev:  rs.dev,
-		rootIno:  rs.ino,
-		in:       in,
-		wakeLoop: make(chan struct{}, 1),
-		closing:  make(chan struct{}),
-		nodes:    make(map[int32]*node),
-		byDir:    make(map[dirKey][]*view),
-		subs:     make(map[*Subscription]struct{}),
-		moves:    make(map[uint32]*pendingMove),
-		base:     now,
-		seq:      now,
-		idCache:  make(map[uint64]string),
-		fds:      make(map[*node]int),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		root:       real,
+		rootFD:     rootFD,
+		rootDev:    rs.dev,
+		rootIno:    rs.ino,
+		in:         in,
+		wakeLoop:   make(chan struct{}, 1),
+		addWatchFn: unix.InotifyAddWatch,
+		closing:    make(chan struct{}),
+		nodes:      make(map[int32]*node),
+		byDir:      make(map[dirKey][]*view),
+		subs:       make(map[*Subscription]struct{}),
+		moves:      make(map[uint32]*pendingMove),
+		base:       now,
+		seq:        now,
+		idCache:    make(map[uint64]string),
+		fds:        make(map[*node]int),
 	}
 	n.loopDone.Add(2)
 	go n.read()
@@ -171,9 +174,18 @@ func (n *Notifier) Close() error {
 	n.nodes = map[int32]*node{}
 	n.ghosts = nil
 	n.history = nil
-	unix.Close(n.rootFD)
 	n.mu.Unlock()
+	n.rootMu.Lock()
+	closeFD(n.rootFD)
+	n.rootFD = -1
+	n.rootMu.Unlock()
 	return err
+}
+
+func (n *Notifier) isClosed() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.closed
 }
 
 // Stats returns counters and gauges of n.

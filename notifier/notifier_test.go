@@ -1,0 +1,394 @@
+//go:build linux
+
+package notifier
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/etaggate/etaggate/notifier/ssetest"
+)
+
+const arrive = 20 * time.Second
+
+// start runs n behind a real HTTP server on 127.0.0.1.
+func start(t *testing.T, cfg Config) (*Notifier, string) {
+	t.Helper()
+	if cfg.Batch == 0 {
+		cfg.Batch = 5 * time.Millisecond
+	}
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(n)
+	t.Cleanup(func() {
+		if err := n.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		srv.Close()
+	})
+	return n, srv.URL
+}
+
+func streamURL(base, ref, query string) string {
+	u := base + "/v1/files/" + ref + "/notify"
+	if query != "" {
+		u += "?" + query
+	}
+	return u
+}
+
+func client() *http.Client {
+	return &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func touch(t testing.TB, p string) {
+	t.Helper()
+	f, err := os.Create(p)
+	must(t, err)
+	f.Close()
+}
+
+func inoOf(t testing.TB, p string) string {
+	t.Helper()
+	var st syscall.Stat_t
+	must(t, syscall.Lstat(p, &st))
+	return strconv.FormatUint(st.Ino, 10)
+}
+
+func TestParseFilter(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []Type
+		err  bool
+	}{
+		{"", nil, false},
+		{" , ", nil, false},
+		{"child_file_added", []Type{ChildFileAdded}, false},
+		{"child_file_added, self_removed ,child_stream_added", []Type{ChildFileAdded, SelfRemoved, ChildStreamAdded}, false},
+		{"child_file_added,,child_file_added", []Type{ChildFileAdded}, false},
+		{"child_file_added,CHILD_FILE_REMOVED", nil, true},
+		{"child_file", nil, true},
+	} {
+		f, err := ParseFilter(c.in)
+		if c.err {
+			if err == nil {
+				t.Errorf("%q: no error", c.in)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", c.in, err)
+			continue
+		}
+		if c.want == nil {
+			if f != AllTypes {
+				t.Errorf("%q: %b, want every type", c.in, f)
+			}
+			continue
+		}
+		for typ := Type(0); typ < numTypes; typ++ {
+			if f.Has(typ) != slices.Contains(c.want, typ) {
+				t.Errorf("%q: Has(%s) = %v", c.in, typ, f.Has(typ))
+			}
+		}
+	}
+	if len(TypeNames()) != 24 {
+		t.Errorf("%d types, want Qumulo's 24", len(TypeNames()))
+	}
+}
+
+func FuzzParseFilter(f *testing.F) {
+	f.Add("child_file_added,child_dir_removed")
+	f.Add(" self_removed ,")
+	f.Add("bogus")
+	f.Fuzz(func(t *testing.T, s string) {
+		flt, err := ParseFilter(s)
+		if err != nil {
+			return
+		}
+		if flt == 0 || flt&^AllTypes != 0 {
+			t.Fatalf("%q: filter %b out of range", s, flt)
+		}
+		// Every accepted name is a known type.
+		for _, name := range strings.Split(s, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				if _, ok := typeByName(name); !ok {
+					t.Fatalf("%q accepted with unknown %q", s, name)
+				}
+			}
+		}
+	})
+}
+
+func FuzzAppendJSONString(f *testing.F) {
+	f.Add([]byte("plain/name.txt"))
+	f.Add([]byte("quote\" back\\slash\nnew\x00nul\x7f"))
+	f.Add([]byte("caf\xc3\xa9 \xff\xfe broken \u2028"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		out := appendJSONString(nil, b)
+		var s string
+		if err := json.Unmarshal(out, &s); err != nil {
+			t.Fatalf("%q encoded as invalid JSON %q: %v", b, out, err)
+		}
+		if utf8.Valid(b) && s != string(b) {
+			t.Fatalf("%q round-tripped as %q", b, s)
+		}
+		if strings.ContainsAny(string(out), "\n\r") {
+			t.Fatalf("%q: encoding %q holds a line break, which would cut the SSE data line", b, out)
+		}
+	})
+}
+
+func TestEncodePayload(t *testing.T) {
+	c := change{typ: ChildFileAdded, chain: []link{{ino: 1}, {ino: 2, name: "sub"}, {ino: 3, name: "a \"b\".txt"}}}
+	got := string(encodePayload(42, []match{{&c, 0}, {&c, 1}}))
+	want := "id: 42\ndata: [" +
+		`{"type":"child_file_added","path":"sub/a \"b\".txt","spine":["1","2","3"],"stream_name":null},` +
+		`{"type":"child_file_added","path":"a \"b\".txt","spine":["2","3"],"stream_name":null}` +
+		"]\n\n"
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
+
+func TestMatchesNotifyURLs(t *testing.T) {
+	n := &Notifier{cfg: Config{Prefix: "/v1/files"}.withDefaults()}
+	for path, want := range map[string]bool{
+		"/v1/files/%2F/notify":         true,
+		"/v1/files/a/b/notify":         true,
+		"/v1/files/1234/notify":        true,
+		"/v1/files/notify":             false,
+		"/v1/files//notify":            false,
+		"/v1/files/a/notify/":          false,
+		"/v1/files/a":                  false,
+		"/v2/files/a/notify":           false,
+		"/v1/filesx/a/notify":          false,
+		"/v1/files/a/notify?recursive": true,
+	} {
+		u, _ := url.Parse("http://h" + path)
+		if got := n.Match(&http.Request{URL: u}); got != want {
+			t.Errorf("%s: Match = %v, want %v", path, got, want)
+		}
+	}
+}
+
+// TestWatchLimit makes inotify_add_watch fail with ENOSPC, as it does when
+// fs.inotify.max_user_watches is reached.
+func TestWatchLimit(t *testing.T) {
+	root := t.TempDir()
+	must(t, os.Mkdir(filepath.Join(root, "sub"), 0o755))
+	n, base := start(t, Config{Root: root})
+	allowed := 1
+	n.mu.Lock()
+	n.addWatchFn = func(fd int, path string, mask uint32) (int, error) {
+		if allowed == 0 {
+			return -1, unix.ENOSPC
+		}
+		allowed--
+		return unix.InotifyAddWatch(fd, path, mask)
+	}
+	n.mu.Unlock()
+
+	// The first watch is allowed: a recursive stream on sub, whose new
+	// subdirectories can then not be watched.
+	s := ssetest.MustOpen(t, client(), streamURL(base, "sub", "recursive=true"), nil)
+	must(t, os.Mkdir(filepath.Join(root, "sub", "new"), 0o755))
+	var evs []ssetest.Event
+	for len(evs) < 2 {
+		ev, err := s.Next(arrive)
+		must(t, err)
+		evs = append(evs, ev)
+	}
+	if evs[0].Type != "" || !strings.Contains(evs[0].Data, `"child_dir_added"`) ||
+		evs[1].Type != "overflow" || !strings.Contains(evs[1].Data, "watch_limit") {
+		t.Errorf("got %+v, want child_dir_added then an overflow for the watch limit", evs)
+	}
+
+	// A new stream needing a new watch is refused.
+	resp, err := client().Get(streamURL(base, encode("/"), ""))
+	must(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Content-Type") != "application/problem+json" ||
+		!strings.Contains(string(body), "fs.inotify.max_user_watches") {
+		t.Errorf("status %d %s: %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+}
+
+func encode(p string) string { return url.PathEscape(p) }
+
+// TestKernelOverflow overflows the real inotify queue (by holding up the
+// reader) and checks that every subscriber is told, and that the index is
+// rebuilt so that later events are still exact.
+func TestKernelOverflow(t *testing.T) {
+	raw, err := os.ReadFile("/proc/sys/fs/inotify/max_queued_events")
+	must(t, err)
+	limit, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	must(t, err)
+	if limit > 100000 {
+		t.Skipf("fs.inotify.max_queued_events is %d; overflowing it takes too long", limit)
+	}
+	root := t.TempDir()
+	must(t, os.Mkdir(filepath.Join(root, "sub"), 0o755))
+	n, base := start(t, Config{Root: root})
+	a := ssetest.MustOpen(t, client(), streamURL(base, encode("/"), "recursive=true"), nil)
+	b := ssetest.MustOpen(t, client(), streamURL(base, "sub", ""), nil)
+
+	n.backlogMu.Lock() // the reader stops after its next read
+	for i := range limit + 5000 {
+		touch(t, filepath.Join(root, fmt.Sprintf("f%d", i)))
+	}
+	touch(t, filepath.Join(root, "sub", "during"))
+	n.backlogMu.Unlock()
+
+	for _, s := range []*ssetest.Stream{a, b} {
+		deadline := time.Now().Add(arrive)
+		for {
+			ev, err := s.Next(time.Until(deadline))
+			must(t, err)
+			if ev.Type == "overflow" {
+				if !strings.Contains(ev.Data, "kernel_queue") {
+					t.Errorf("overflow data %s", ev.Data)
+				}
+				break
+			}
+		}
+	}
+	// After the resync, a file created during the overflow is known: its
+	// removal carries its real file ID.
+	during := filepath.Join(root, "sub", "during")
+	id := inoOf(t, during)
+	must(t, os.Remove(during))
+	got := b.Collect(t, arrive, func(ns []ssetest.Notification) bool { return ssetest.Has(ns, "child_file_removed", "during") })
+	if n := got[ssetest.Index(got, "child_file_removed", "during")]; n.Spine[len(n.Spine)-1] != id {
+		t.Errorf("removed after resync: spine %v, want file id %s", n.Spine, id)
+	}
+}
+
+// TestCloseEndsStreams closes the Notifier under open streams: each ends
+// cleanly and no goroutine is left behind.
+func TestCloseEndsStreams(t *testing.T) {
+	root := t.TempDir()
+	time.Sleep(50 * time.Millisecond)
+	before := runtime.NumGoroutine()
+	n, err := New(Config{Root: root, Batch: time.Millisecond})
+	must(t, err)
+	srv := httptest.NewServer(n)
+	var streams []*ssetest.Stream
+	for i := range 10 {
+		s, _, err := ssetest.Open(client(), streamURL(srv.URL, encode("/"), fmt.Sprintf("recursive=%v", i%2 == 0)), nil)
+		must(t, err)
+		streams = append(streams, s)
+	}
+	must(t, n.Close())
+	for _, s := range streams {
+		if _, ended := s.Ended(arrive); !ended {
+			t.Fatal("a stream is still open after Close")
+		}
+		if s.Err() != io.EOF {
+			t.Errorf("stream ended with %v, want a clean end", s.Err())
+		}
+		if c := s.Comments(); c[len(c)-1] != ": closing" {
+			t.Errorf("last comment %q, want \": closing\"", c[len(c)-1])
+		}
+		s.Close()
+	}
+	srv.Close()
+	must(t, n.Close()) // idempotent
+	deadline := time.Now().Add(arrive)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if after := runtime.NumGoroutine(); after > before {
+		t.Errorf("%d goroutines after Close, %d before", after, before)
+	}
+	if _, _, err := ssetest.Open(client(), streamURL(httptest.NewServer(n).URL, encode("/"), ""), nil); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("stream after Close: %v, want 503", err)
+	}
+}
+
+// TestWatchesReleased checks reference counting: watches follow the
+// subscriptions that need them, and go when the last one has lingered.
+func TestWatchesReleased(t *testing.T) {
+	root := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(root, "a", "b", "c"), 0o755))
+	must(t, os.MkdirAll(filepath.Join(root, "x"), 0o755))
+	n, base := start(t, Config{Root: root, Linger: 50 * time.Millisecond})
+	watches := func() int { return n.Stats().Watches }
+
+	rec := ssetest.MustOpen(t, client(), streamURL(base, encode("/"), "recursive=true"), nil)
+	if got := watches(); got != 5 { // root, a, a/b, a/b/c, x
+		t.Errorf("recursive stream on root: %d watches, want 5", got)
+	}
+	one := ssetest.MustOpen(t, client(), streamURL(base, "a/b", ""), nil)
+	if got := watches(); got != 5 {
+		t.Errorf("a second stream on a watched directory added watches: %d", got)
+	}
+	rec.Close()
+	waitFor(t, func() bool { return watches() == 1 }, "only a/b left watched")
+	one.Close()
+	waitFor(t, func() bool { return watches() == 0 && n.Stats().Lingering == 0 }, "no watch left")
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(arrive)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestWatchedDirectoryMoves renames the watched directory and its parent.
+func TestWatchedDirectoryMoves(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(root, "a", "b"), 0o755))
+	_, base := start(t, Config{Root: root})
+	s := ssetest.MustOpen(t, client(), streamURL(base, "a/b", ""), nil)
+
+	// The parent, which nothing watches, is renamed: b is found again.
+	must(t, os.Rename(filepath.Join(root, "a"), filepath.Join(root, "z")))
+	touch(t, filepath.Join(root, "z", "b", "after"))
+	got := s.Collect(t, arrive, func(ns []ssetest.Notification) bool { return ssetest.Has(ns, "child_file_added", "after") })
+	if n := got[len(got)-1]; n.Spine[1] != inoOf(t, filepath.Join(root, "z", "b", "after")) {
+		t.Errorf("spine %v", n.Spine)
+	}
+
+	// b itself leaves root: for its subscribers, it is gone.
+	must(t, os.Rename(filepath.Join(root, "z", "b"), filepath.Join(outside, "b")))
+	got = s.Collect(t, arrive, func(ns []ssetest.Notification) bool { return ssetest.Has(ns, "self_removed", "") })
+	if _, ended := s.Ended(arrive); !ended {
+		t.Error("stream still open after its directory left root")
+	}
+	if last := got[len(got)-1]; last.Type != "self_removed" {
+		t.Errorf("last notification %+v", last)
+	}
+}
