@@ -5,7 +5,6 @@
 package proxy
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
@@ -95,7 +94,7 @@ type Middleware struct {
 	cache    *etagCache
 	locks    *Locks
 	log      *zap.Logger
-	bufs     sync.Pool
+	bufs     bufferPool
 	hashers  sync.Pool
 	writers  sync.Pool
 	enforced map[string]bool
@@ -133,7 +132,6 @@ func New(cfg Config) (*Middleware, error) {
 		return nil, err
 	}
 	m.cache = c
-	m.bufs.New = func() any { return new(bytes.Buffer) }
 	m.hashers.New = func() any { return cfg.Hash.New() }
 	m.writers.New = func() any { return new(bodyWriter) }
 	return m, nil
@@ -340,20 +338,16 @@ func (m *Middleware) newWriter(client http.ResponseWriter, header http.Header, h
 		header:  header,
 		headReq: head,
 		maxBody: m.cfg.MaxBody,
-		buf:     m.bufs.Get().(*bytes.Buffer),
+		bufs:    &m.bufs,
 		hasher:  m.hashers.Get().(hashing.Hasher),
 	}
-	bw.buf.Reset()
 	bw.hasher.Reset()
 	return bw
 }
 
-// maxPooledBuffer keeps one huge body from pinning its buffer forever.
-const maxPooledBuffer = 1 << 20
-
 func (m *Middleware) releaseWriter(bw *bodyWriter) {
-	if bw.buf.Cap() <= maxPooledBuffer {
-		m.bufs.Put(bw.buf)
+	if bw.buf != nil {
+		m.bufs.put(bw.buf)
 	}
 	m.hashers.Put(bw.hasher)
 	*bw = bodyWriter{}

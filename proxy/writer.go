@@ -44,7 +44,8 @@ type bodyWriter struct {
 	stopped bool // errStop was returned
 	wrote   bool // headers went to the client
 
-	buf    *bytes.Buffer
+	bufs   *bufferPool
+	buf    *bytes.Buffer // from bufs once the response is known to be buffered
 	hasher hashing.Hasher
 	tagBuf [80]byte // room for a quoted base64 SHA-256 or BLAKE3 tag
 }
@@ -63,8 +64,9 @@ func (w *bodyWriter) WriteHeader(code int) {
 	}
 	w.status = code
 	hashable := code == http.StatusOK || (w.client == nil && code >= 200 && code < 300)
-	if hashable && !isStream(w.header) && declaredLength(w.header) <= w.maxBody {
+	if n := declaredLength(w.header); hashable && !isStream(w.header) && n <= w.maxBody {
 		w.mode = modeBuffer
+		w.buf = w.bufs.get(n)
 		return
 	}
 	w.pass()
