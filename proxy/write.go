@@ -58,11 +58,17 @@ func (m *Middleware) serveWrite(w http.ResponseWriter, r *http.Request, next Han
 			delete(fwd.Header, f)
 		}
 	}
-	// Whatever happens upstream, cached ETags of this resource are suspect
-	// from now on; invalidate before the lock is released.
-	defer m.cache.invalidate(rk)
 	m.observe(Forwarded)
 	fw := &forwardWriter{ResponseWriter: w, m: m, r: r, rk: rk, next: next}
+	// Whatever happens upstream, cached ETags of this resource are suspect
+	// from now on. A 2xx invalidates them as soon as the upstream answers,
+	// and the read after the write may then refill the cache with the new
+	// ETag; any other ending invalidates here, before the lock is released.
+	defer func() {
+		if !fw.invalidated {
+			m.cache.invalidate(rk)
+		}
+	}()
 	return next.ServeHTTP(fw, fwd)
 }
 
@@ -195,6 +201,8 @@ type forwardWriter struct {
 	rk   resourceKey
 	next Handler
 	done bool
+	// invalidated is set once a 2xx has invalidated the cache.
+	invalidated bool
 }
 
 func (f *forwardWriter) WriteHeader(code int) {
@@ -212,6 +220,7 @@ func (f *forwardWriter) WriteHeader(code int) {
 func (f *forwardWriter) afterWrite() {
 	m, h := f.m, f.ResponseWriter.Header()
 	m.cache.invalidate(f.rk)
+	f.invalidated = true
 	if t, err := hashing.ParseTag(h.Get("Etag")); err != nil || t.Weak || !m.cfg.KeepUpstreamETag {
 		delete(h, "Etag") // not a validator of ours
 	}
