@@ -82,10 +82,10 @@ func (s *Subscription) finish(r endReason, final []byte) {
 }
 
 // take hands the writer everything queued.
-func (s *Subscription) take(spare [][]byte) (msgs [][]byte, end endReason, final []byte) {
+func (s *Subscription) take() (msgs [][]byte, end endReason, final []byte) {
 	s.mu.Lock()
 	msgs = s.queue
-	s.queue = spare[:0]
+	s.queue = nil
 	end, final = s.end, s.final
 	if end != endNone {
 		s.final = nil
@@ -162,9 +162,8 @@ func (s *Subscription) serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	ticker := time.NewTicker(s.n.cfg.Keepalive)
 	defer ticker.Stop()
-	var spare [][]byte
 	for {
-		msgs, end, final := s.take(spare)
+		msgs, end, final := s.take()
 		if len(msgs) > 0 || final != nil || end == endClosing {
 			s.setWriteDeadline()
 			for _, m := range msgs {
@@ -185,8 +184,6 @@ func (s *Subscription) serve(w http.ResponseWriter, r *http.Request) error {
 			if err := rc.Flush(); err != nil {
 				return err
 			}
-			clear(msgs)
-			spare = msgs
 		}
 		if end != endNone {
 			return nil
