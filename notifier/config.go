@@ -80,15 +80,13 @@ const (
 
 // Errors a subscription can fail with.
 var (
-	ErrClosed           = errors.New("notifier: closed")
-	ErrTooManyStreams   = errors.New("notifier: max_subscribers reached")
-	ErrWatchLimit       = errors.New("notifier: inotify watch limit reached; raise the sysctl fs.inotify.max_user_watches")
-	ErrNotFound         = errors.New("notifier: no such directory below root")
-	ErrOutsideRoot      = errors.New("notifier: ref is outside root")
-	ErrNotDirectory     = errors.New("notifier: ref is not a directory")
-	ErrUnsupportedOS    = errors.New("notifier: fs_notify needs Linux inotify")
-	errBadLastEventID   = errors.New("notifier: unknown Last-Event-ID")
-	errNotNotifyRequest = errors.New("notifier: not a notify URL")
+	ErrClosed         = errors.New("notifier: closed")
+	ErrTooManyStreams = errors.New("notifier: max_subscribers reached")
+	ErrWatchLimit     = errors.New("notifier: inotify watch limit reached; raise the sysctl fs.inotify.max_user_watches")
+	ErrNotFound       = errors.New("notifier: no such directory below root")
+	ErrOutsideRoot    = errors.New("notifier: ref is outside root")
+	ErrNotDirectory   = errors.New("notifier: ref is not a directory")
+	ErrUnsupportedOS  = errors.New("notifier: fs_notify needs Linux inotify")
 )
 
 func (c Config) withDefaults() Config {

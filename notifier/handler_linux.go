@@ -225,21 +225,25 @@ func (n *Notifier) pathOfID(ino uint64) (string, error) {
 	if ino == n.rootIno {
 		return ".", nil
 	}
+	isDirAt := func(rel string) bool {
+		var st unix.Stat_t
+		return unix.Fstatat(n.rootFD, rel, &st, unix.AT_SYMLINK_NOFOLLOW) == nil &&
+			st.Ino == ino && st.Mode&unix.S_IFMT == unix.S_IFDIR
+	}
 	n.mu.Lock()
+	var candidates []string
 	for _, x := range n.nodes {
 		if x.ino == ino && !x.gone {
-			if rel, ok := n.relOfNode(x); ok {
-				n.mu.Unlock()
-				return rel, nil
-			}
+			candidates = append(candidates, x.rel())
 		}
 	}
-	cached, ok := n.idCache[ino]
+	if rel, ok := n.idCache[ino]; ok {
+		candidates = append(candidates, rel)
+	}
 	n.mu.Unlock()
-	if ok {
-		var st unix.Stat_t
-		if unix.Lstat(filepath.Join(n.root, cached), &st) == nil && st.Ino == ino && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			return cached, nil
+	for _, rel := range candidates {
+		if isDirAt(rel) {
+			return rel, nil
 		}
 	}
 	found, foundDir := "", false
@@ -269,10 +273,4 @@ func (n *Notifier) pathOfID(ino uint64) (string, error) {
 		return "", ErrNotDirectory
 	}
 	return found, nil
-}
-
-// relOfNode is x's path below root, as far as the index knows; the caller
-// opens and checks it.
-func (n *Notifier) relOfNode(x *node) (string, bool) {
-	return x.rel(), true
 }

@@ -324,8 +324,10 @@ func (n *Notifier) subscribe(fd int, rel string, rec bool, filter Filter, lastID
 	if err != nil {
 		return nil, err
 	}
+	if x.parent == nil {
+		x.path = rel // the path just resolved is the freshest
+	}
 	if isNew {
-		x.path = rel
 		if err := n.scanNode(x, false); err != nil {
 			n.forget(x)
 			return nil, err
@@ -405,9 +407,6 @@ func (n *Notifier) release(x *node, rec bool) {
 		x.nonRec--
 	}
 	if !n.needed(x) {
-		if x.parent != nil {
-			x.path, x.parent = x.rel(), nil
-		}
 		n.dropSubtree(x)
 		return
 	}

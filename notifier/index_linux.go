@@ -74,13 +74,16 @@ func (x *node) rel() string {
 // root is queued for removal.
 func (n *Notifier) dirFD(x *node) (int, error) {
 	if fd, ok := n.fds[x]; ok {
+		if fd < 0 {
+			return -1, unix.ENOENT // already failed in this batch
+		}
 		return fd, nil
 	}
 	if x.gone {
 		return -1, unix.ENOENT
 	}
 	fd, err := n.openNode(x)
-	if err != nil && x.parent == nil {
+	if err != nil && x.parent == nil && !errors.Is(err, unix.EACCES) {
 		if rel, ok := n.locate(x); ok {
 			x.path = rel
 			fd, err = n.openNode(x)
@@ -89,6 +92,7 @@ func (n *Notifier) dirFD(x *node) (int, error) {
 		}
 	}
 	if err != nil {
+		n.fds[x] = -1
 		return -1, err
 	}
 	n.fds[x] = fd
@@ -127,7 +131,9 @@ func (n *Notifier) locate(x *node) (string, bool) {
 // found to have left root.
 func (n *Notifier) releaseFDs() {
 	for x, fd := range n.fds {
-		closeFD(fd)
+		if fd >= 0 {
+			closeFD(fd)
+		}
 		delete(n.fds, x)
 	}
 	for len(n.lost) > 0 {
@@ -138,7 +144,9 @@ func (n *Notifier) releaseFDs() {
 			n.removeTree(x)
 		}
 		for x, fd := range n.fds {
-			closeFD(fd)
+			if fd >= 0 {
+				closeFD(fd)
+			}
 			delete(n.fds, x)
 		}
 	}
@@ -233,7 +241,9 @@ func (n *Notifier) forget(x *node) {
 		delete(n.nodes, x.wd)
 	}
 	if fd, ok := n.fds[x]; ok {
-		closeFD(fd)
+		if fd >= 0 {
+			closeFD(fd)
+		}
 		delete(n.fds, x)
 	}
 	if x.parent != nil {
@@ -337,11 +347,16 @@ func (n *Notifier) watchChild(x *node, name string, e *entry, emit bool) {
 	}
 	if !isNew {
 		closeFD(fd)
-		if c.parent == nil && c != x && !c.isAncestorOf(x) {
+		switch {
+		case c.parent == x && c.name == name:
+			e.child = c
+		case c.parent == nil && c != x && !c.isAncestorOf(x):
 			c.parent, c.name = x, name
 			e.child = c
-			n.ensureCovered(c, emit)
+		default:
+			return // the same directory seen at two places (a bind mount): watched at the first
 		}
+		n.ensureCovered(c, emit)
 		return
 	}
 	c.parent, c.name = x, name
@@ -461,7 +476,9 @@ func (n *Notifier) relocate(x *node) {
 		return
 	}
 	if fd, ok := n.fds[x]; ok {
-		closeFD(fd)
+		if fd >= 0 {
+			closeFD(fd)
+		}
 		delete(n.fds, x)
 	}
 	if _, err := n.dirFD(x); err != nil {
@@ -634,7 +651,7 @@ func (n *Notifier) onMovedTo(y *node, name string, isDir bool, cookie uint32) {
 	}
 	var c *node
 	if m != nil && m.entry != nil && m.entry.child != nil {
-		if m.entry.dev == s.dev && m.entry.ino == s.ino && !m.entry.child.isAncestorOf(y) {
+		if m.entry.dev == s.dev && m.entry.ino == s.ino && !m.entry.child.gone && !m.entry.child.isAncestorOf(y) {
 			c = m.entry.child
 			m.entry.child = nil
 			c.parent, c.name = y, name
