@@ -910,3 +910,76 @@ func TestCaddyETagWriteNoLostUpdates(t *testing.T) {
 	}
 	wrEventuallyUnlocked(t)
 }
+
+// TestCaddyETagWriteMethods: only the listed methods are enforced.
+func TestCaddyETagWriteMethods(t *testing.T) {
+	up := startWrUpstream(t)
+	base := wrSites(t, "\tetag {\n\t\tmethods PUT post\n\t\trequire_precondition\n\t}\n\treverse_proxy "+up.addr)[0]
+	up.set("/m", "v1", time.Now())
+	wrProblem(t, "unconditional PUT", wrDo(t, http.MethodPut, base+"/m", "v2"), http.StatusPreconditionRequired)
+	wrProblem(t, "unconditional POST", wrDo(t, http.MethodPost, base+"/m", "v2"), http.StatusPreconditionRequired)
+	wrProblem(t, "stale POST", wrDo(t, http.MethodPost, base+"/m", "v2", `If-Match: "stale"`), http.StatusPreconditionFailed)
+	if n := up.writeCount(); n != 0 {
+		t.Fatalf("the upstream saw %d writes", n)
+	}
+	// DELETE and PATCH are not listed: they pass through untouched, their
+	// preconditions included.
+	if r := wrDo(t, http.MethodPatch, base+"/m", "+", `If-Match: "stale"`); r.status != http.StatusNoContent {
+		t.Fatalf("PATCH: %d %s", r.status, r.body)
+	}
+	if w := up.writesTo("/m"); len(w) != 1 || w[0].header.Get("If-Match") != `"stale"` {
+		t.Fatalf("PATCH was not passed through as is: %+v", w)
+	}
+	if r := wrDo(t, http.MethodDelete, base+"/m", ""); r.status != http.StatusNoContent {
+		t.Fatalf("DELETE: %d %s", r.status, r.body)
+	}
+}
+
+// TestCaddyETagWritePerUserRepresentations: the check reads the resource
+// with the writer's own credentials, so each user's If-Match is compared
+// with the ETag that user saw, and one user's write makes every user's
+// ETag stale.
+func TestCaddyETagWritePerUserRepresentations(t *testing.T) {
+	var mu sync.Mutex
+	doc := "shared"
+	var writes atomic.Int64
+	perUser := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Method == http.MethodGet {
+			fmt.Fprintf(w, "%s, as seen by %s", doc, r.Header.Get("Authorization"))
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		doc = string(b)
+		writes.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer perUser.Close()
+	addr := strings.TrimPrefix(perUser.URL, "http://")
+	bases := wrSites(t, "\tetag\n\treverse_proxy "+addr, "\tetag {\n\t\tverify cache\n\t}\n\treverse_proxy "+addr)
+	for i, name := range []string{"verify upstream", "verify cache"} {
+		url := bases[i] + "/doc"
+		alice, bob := "Authorization: Bearer alice", "Authorization: Bearer bob"
+		ea, eb := wrGetETag(t, url, alice), wrGetETag(t, url, bob)
+		if ea == eb {
+			t.Fatalf("%s: both users got ETag %s for different bodies", name, ea)
+		}
+		n := writes.Load()
+		wrProblem(t, name+": bob with alice's ETag", wrDo(t, http.MethodPut, url, "x", bob, "If-Match: "+ea), http.StatusPreconditionFailed)
+		if writes.Load() != n {
+			t.Fatalf("%s: bob's write with alice's ETag was forwarded", name)
+		}
+		if r := wrDo(t, http.MethodPut, url, "edited by alice "+name, alice, "If-Match: "+ea); r.status != http.StatusNoContent {
+			t.Fatalf("%s: alice's write: %d %s", name, r.status, r.body)
+		}
+		r := wrDo(t, http.MethodPut, url, "edited by bob", bob, "If-Match: "+eb)
+		wrProblem(t, name+": bob's write after alice's", r, http.StatusPreconditionFailed)
+		if want := wrGetETag(t, url, bob); r.header.Get("ETag") != want {
+			t.Errorf("%s: 412 for bob carries %q, bob's GET gives %q", name, r.header.Get("ETag"), want)
+		}
+		if writes.Load() != n+1 {
+			t.Fatalf("%s: %d writes forwarded, want 1", name, writes.Load()-n)
+		}
+	}
+}

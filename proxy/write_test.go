@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -703,4 +704,48 @@ func TestVerifyCacheSlowReadRace(t *testing.T) {
 	if r := wrMust(t, http.MethodPut, base+"/a", "v3", "If-Match", newTag); r.status != http.StatusNoContent {
 		t.Fatalf("PUT with the new ETag: %d %s", r.status, r.body)
 	}
+}
+
+// TestWriteRefusedBeforeUpload: a client that sends Expect: 100-continue
+// with a stale ETag gets its 412 without uploading the body, because the
+// gateway decides before it reads a byte of it.
+func TestWriteRefusedBeforeUpload(t *testing.T) {
+	s := newWrStore(map[string]string{"/a": "v1"})
+	_, base := wrGateway(t, DefaultConfig(), s)
+	client := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: time.Minute}}
+	defer client.CloseIdleConnections()
+	var read atomic.Int64
+	const size = 8 << 20
+	body := &wrCountingReader{r: strings.NewReader(strings.Repeat("x", size)), n: &read}
+	req, err := http.NewRequest(http.MethodPut, base+"/a", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = size
+	req.Header.Set("Expect", "100-continue")
+	req.Header.Set("If-Match", `"stale"`)
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	wrCheckProblem(t, wrResult{res.StatusCode, res.Header, string(b)}, http.StatusPreconditionFailed)
+	if n := read.Load(); n != 0 {
+		t.Fatalf("the client sent %d bytes of a body the gateway refused", n)
+	}
+	if n := s.count(http.MethodPut, "/a"); n != 0 {
+		t.Fatalf("the store saw %d PUTs", n)
+	}
+}
+
+type wrCountingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c *wrCountingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
