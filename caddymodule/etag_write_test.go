@@ -983,3 +983,109 @@ func TestCaddyETagWritePerUserRepresentations(t *testing.T) {
 		}
 	}
 }
+
+// TestCaddyETagWriteKeyOption: with a key that ignores the query string,
+// writes to one path with different queries share one lock.
+func TestCaddyETagWriteKeyOption(t *testing.T) {
+	up := startWrUpstream(t)
+	base := wrSites(t, "\tetag {\n\t\tkey {http.request.host}{http.request.uri.path}\n\t}\n\treverse_proxy "+up.addr)[0]
+	up.set("/k", "v1", time.Now())
+	e := wrGetETag(t, base+"/k?view=a")
+	if e2 := wrGetETag(t, base+"/k?view=b"); e2 != e {
+		t.Fatalf("the two URIs name different representations: %s, %s", e, e2)
+	}
+	entered, release := make(chan string, 4), make(chan struct{})
+	up.mu.Lock()
+	up.holdWrite = func(r *http.Request) error {
+		entered <- r.URL.RawQuery
+		<-release
+		return nil
+	}
+	up.mu.Unlock()
+	first := make(chan wrResp, 1)
+	go func() {
+		r, err := wrSend(context.Background(), http.MethodPut, base+"/k?view=a", strings.NewReader("v2"), "If-Match: "+e)
+		if err != nil {
+			t.Error(err)
+		}
+		first <- r
+	}()
+	if q := <-entered; q != "view=a" {
+		t.Fatalf("first write upstream: %q", q)
+	}
+	second := make(chan wrResp, 1)
+	go func() {
+		r, err := wrSend(context.Background(), http.MethodPut, base+"/k?view=b", strings.NewReader("v3"), "If-Match: "+e)
+		if err != nil {
+			t.Error(err)
+		}
+		second <- r
+	}()
+	// The second write cannot reach the upstream while the first holds the
+	// key; give it every chance to.
+	select {
+	case q := <-entered:
+		t.Fatalf("a write to %q reached the upstream while the key was held", q)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if n := wrLockedKeys(t); n != 1 {
+		t.Fatalf("%d keys locked, want the one shared key", n)
+	}
+	close(release)
+	if r := <-first; r.status != http.StatusNoContent {
+		t.Fatalf("first PUT: %d %s", r.status, r.body)
+	}
+	wrProblem(t, "second PUT with the same old ETag", <-second, http.StatusPreconditionFailed)
+	if d, _ := up.doc("/k"); d != "v2" {
+		t.Fatalf("document %q, want v2", d)
+	}
+	wrEventuallyUnlocked(t)
+}
+
+// TestCaddyETagWriteOverMaxBody: a resource too large to hash exists but
+// has no ETag: If-Match * works, a tag cannot match, and the check stops
+// reading the body early without breaking the write.
+func TestCaddyETagWriteOverMaxBody(t *testing.T) {
+	const size = 4 << 20
+	var mu sync.Mutex
+	var writes int
+	large := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodGet:
+			if r.URL.Path == "/declared" {
+				w.Header().Set("Content-Length", strconv.Itoa(size))
+			}
+			_, _ = io.Copy(w, io.LimitReader(&wrPattern{}, size))
+		default:
+			_, _ = io.Copy(io.Discard, r.Body)
+			mu.Lock()
+			writes++
+			mu.Unlock()
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}))
+	defer large.Close()
+	base := wrSites(t, "\tetag {\n\t\tmax_body 1MiB\n\t}\n\treverse_proxy "+strings.TrimPrefix(large.URL, "http://"))[0]
+	for _, path := range []string{"/declared", "/chunked"} {
+		mu.Lock()
+		before := writes
+		mu.Unlock()
+		r := wrDo(t, http.MethodPut, base+path, "new", `If-Match: "anything"`)
+		wrProblem(t, path+" If-Match tag", r, http.StatusPreconditionFailed)
+		if r.header.Get("ETag") != "" {
+			t.Errorf("%s: 412 carries ETag %q for a resource too large to hash", path, r.header.Get("ETag"))
+		}
+		for _, pre := range []string{"If-Match: *", `If-None-Match: "anything"`} {
+			if r := wrDo(t, http.MethodPut, base+path, "new", pre); r.status != http.StatusNoContent {
+				t.Fatalf("%s %s: %d %s", path, pre, r.status, r.body)
+			}
+		}
+		wrProblem(t, path+" If-None-Match *", wrDo(t, http.MethodPut, base+path, "new", "If-None-Match: *"), http.StatusPreconditionFailed)
+		mu.Lock()
+		if writes-before != 2 {
+			t.Errorf("%s: %d writes forwarded, want 2", path, writes-before)
+		}
+		mu.Unlock()
+	}
+	wrEventuallyUnlocked(t)
+}

@@ -749,3 +749,38 @@ func (c *wrCountingReader) Read(p []byte) (int, error) {
 	c.n.Add(int64(n))
 	return n, err
 }
+
+// TestWriteAfterWriteReadFails: when the read after a successful write
+// fails, the write's own answer stands, without an ETag.
+func TestWriteAfterWriteReadFails(t *testing.T) {
+	s := newWrStore(map[string]string{"/a": "v1"})
+	var gets atomic.Int64
+	next := HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		if r.Method == http.MethodGet && gets.Add(1) == 3 {
+			// The first GET is the client's, the second the check, the
+			// third the read after the write.
+			return errors.New("connection reset")
+		}
+		return s.ServeHTTP(w, r)
+	})
+	for _, verify := range []Verify{VerifyUpstream, VerifyCache} {
+		gets.Store(0)
+		cfg := DefaultConfig()
+		cfg.Verify = verify
+		m, base := wrGateway(t, cfg, next)
+		etag := wrETag(t, base+"/a")
+		if verify == VerifyCache {
+			gets.Add(1) // the check is answered from the cache
+		}
+		r := wrMust(t, http.MethodPut, base+"/a", "v2", "If-Match", etag)
+		if r.status != http.StatusNoContent || r.header.Get("ETag") != "" {
+			t.Fatalf("verify %d: PUT: %d ETag %q, want 204 without ETag", verify, r.status, r.header.Get("ETag"))
+		}
+		// Nothing stale was left behind: the old ETag is refused.
+		wrCheckProblem(t, wrMust(t, http.MethodPut, base+"/a", "v3", "If-Match", etag), http.StatusPreconditionFailed)
+		wrEventually(t, "the lock table is empty", func() bool { return m.LockedKeys() == 0 })
+		s.mu.Lock()
+		s.docs["/a"] = "v1"
+		s.mu.Unlock()
+	}
+}
