@@ -73,6 +73,9 @@ const (
 	// maxFrame bounds the notifications in one payload; a busier batch
 	// window is split into several payloads.
 	maxFrame = 512
+	// clockSlack is how far file system timestamps (taken from the
+	// kernel's coarse clock) may lag behind time.Now.
+	clockSlack = 10 * time.Millisecond
 	// maxBacklog bounds raw events read from the kernel but not yet
 	// processed; past it they are dropped and reported as an overflow.
 	maxBacklog = 1 << 20

@@ -328,14 +328,14 @@ func (n *Notifier) subscribe(fd int, rel string, rec bool, filter Filter, lastID
 		x.path = rel // the path just resolved is the freshest
 	}
 	if isNew {
-		if err := n.scanNode(x, false); err != nil {
+		if err := n.scanNode(x, reportNone); err != nil {
 			n.forget(x)
 			return nil, err
 		}
 	}
 	n.hold(x, rec)
 	if rec {
-		n.ensureCovered(x, false)
+		n.ensureCovered(x, reportNone)
 		if x.gone {
 			return nil, ErrNotFound
 		}
@@ -375,12 +375,12 @@ func (n *Notifier) subscribe(fd int, rel string, rec bool, filter Filter, lastID
 }
 
 // scanNode scans a node through its path.
-func (n *Notifier) scanNode(x *node, emit bool) error {
+func (n *Notifier) scanNode(x *node, rep report) error {
 	fd, err := n.dirFD(x)
 	if err != nil {
 		return err
 	}
-	return n.scan(x, fd, emit)
+	return n.scan(x, fd, rep)
 }
 
 // hold adds a subscription's coverage to x.

@@ -255,10 +255,30 @@ func (n *Notifier) forget(x *node) {
 	x.entries = nil
 }
 
-// scan reads the directory open at dirfd into x. With emit, differences
-// from what x knew are reported (a new directory's contents, a resync);
-// without, x is filled silently (a new subscription's starting point).
-func (n *Notifier) scan(x *node, dirfd int, emit bool) error {
+// report says what a scan reports of the entries it finds.
+type report int64
+
+const (
+	reportNone report = 0  // fill the index silently (a subscription's starting point)
+	reportAll  report = -1 // report every difference (the contents of a new directory)
+)
+
+// reportBornSince reports the entries born at or after t (nanoseconds), and
+// needs birth times: those created in a directory after it was moved in.
+func reportBornSince(t int64) report {
+	if t <= 0 {
+		return reportNone
+	}
+	return report(t)
+}
+
+func (r report) wants(s *snap) bool {
+	return r == reportAll || (r > 0 && s.btime != 0 && s.btime >= int64(r))
+}
+
+// scan reads the directory open at dirfd into x, reporting what rep asks
+// for of the entries that differ from what x knew.
+func (n *Notifier) scan(x *node, dirfd int, rep report) error {
 	names, err := readDirNames(dirfd)
 	if err != nil {
 		return err
@@ -276,16 +296,16 @@ func (n *Notifier) scan(x *node, dirfd int, emit bool) error {
 			continue
 		}
 		if old != nil {
-			n.dropEntry(x, name, old, emit)
+			n.dropEntry(x, name, old, rep == reportAll)
 		}
 		x.entries[name] = &entry{snap: s}
-		if emit {
+		if rep.wants(&s) {
 			n.emit(x, name, &s, typeFor(s.isDir(), ChildFileAdded, ChildDirAdded))
 		}
 	}
 	for name, old := range x.entries {
 		if _, ok := seen[name]; !ok {
-			n.dropEntry(x, name, old, emit)
+			n.dropEntry(x, name, old, rep == reportAll)
 		}
 	}
 	n.refreshInParent(x)
@@ -325,7 +345,7 @@ func (n *Notifier) dropEntry(x *node, name string, e *entry, emit bool) {
 
 // watchChild starts watching subdirectory name of x, scans it, and
 // continues down while recursive coverage asks for it.
-func (n *Notifier) watchChild(x *node, name string, e *entry, emit bool) {
+func (n *Notifier) watchChild(x *node, name string, e *entry, rep report) {
 	pfd, err := n.dirFD(x)
 	if err != nil {
 		return
@@ -356,16 +376,16 @@ func (n *Notifier) watchChild(x *node, name string, e *entry, emit bool) {
 		default:
 			return // the same directory seen at two places (a bind mount): watched at the first
 		}
-		n.ensureCovered(c, emit)
+		n.ensureCovered(c, rep)
 		return
 	}
 	c.parent, c.name = x, name
 	e.child = c
 	n.fds[c] = fd
-	if err := n.scan(c, fd, emit); err != nil {
+	if err := n.scan(c, fd, rep); err != nil {
 		n.log.Debug("scanning a new directory", zap.String("dir", c.rel()), zap.Error(err))
 	}
-	n.ensureCovered(c, emit)
+	n.ensureCovered(c, rep)
 }
 
 func (x *node) isAncestorOf(y *node) bool {
@@ -379,7 +399,7 @@ func (x *node) isAncestorOf(y *node) bool {
 
 // ensureCovered watches every subdirectory below x that recursive coverage
 // needs and that is not watched yet.
-func (n *Notifier) ensureCovered(x *node, emit bool) {
+func (n *Notifier) ensureCovered(x *node, rep report) {
 	if x.gone || !x.recCovered() {
 		return
 	}
@@ -388,9 +408,9 @@ func (n *Notifier) ensureCovered(x *node, emit bool) {
 			continue
 		}
 		if e.child == nil {
-			n.watchChild(x, name, e, emit)
+			n.watchChild(x, name, e, rep)
 		} else {
-			n.ensureCovered(e.child, emit)
+			n.ensureCovered(e.child, rep)
 		}
 		if x.gone {
 			return
@@ -521,7 +541,7 @@ func (n *Notifier) process(evs []rawEvent) {
 		case ev.mask&unix.IN_CREATE != 0:
 			n.onCreate(x, ev.name, isDir)
 		case ev.mask&unix.IN_MOVED_TO != 0:
-			n.onMovedTo(x, ev.name, isDir, ev.cookie)
+			n.onMovedTo(x, ev.name, isDir, ev.cookie, ev.at)
 		case ev.mask&unix.IN_DELETE != 0:
 			n.onDelete(x, ev.name, isDir)
 		case ev.mask&unix.IN_MOVED_FROM != 0:
@@ -568,7 +588,7 @@ func (n *Notifier) onCreate(x *node, name string, isDir bool) {
 	if s.isDir() && x.recCovered() {
 		// Everything created in it before the watch below is found by the
 		// scan that follows the watch and reported as added.
-		n.watchChild(x, name, e, true)
+		n.watchChild(x, name, e, reportAll)
 	}
 }
 
@@ -620,7 +640,7 @@ func (n *Notifier) movedOut(m *pendingMove) {
 	}
 }
 
-func (n *Notifier) onMovedTo(y *node, name string, isDir bool, cookie uint32) {
+func (n *Notifier) onMovedTo(y *node, name string, isDir bool, cookie uint32, at int64) {
 	m := n.moves[cookie]
 	delete(n.moves, cookie)
 	s, err := n.statEntry(y, name, true)
@@ -676,12 +696,15 @@ func (n *Notifier) onMovedTo(y *node, name string, isDir bool, cookie uint32) {
 			}
 		} else {
 			n.prune(c)
-			n.ensureCovered(c, false)
+			n.ensureCovered(c, reportNone)
 		}
 	case s.isDir() && y.recCovered():
 		// Moved in from outside the watched tree: its contents arrive with
-		// it and are indexed, not reported one by one.
-		n.watchChild(y, name, e, false)
+		// it and are indexed, not reported one by one; only what was
+		// created in it since the move (born after the move changed its
+		// ctime, and after this event was read) is reported as added.
+		since := min(s.ctime, at-int64(clockSlack))
+		n.watchChild(y, name, e, reportBornSince(since))
 	}
 }
 
@@ -832,10 +855,10 @@ func (n *Notifier) resync(x *node) {
 		}
 		return
 	}
-	if err := n.scan(x, fd, false); err != nil {
+	if err := n.scan(x, fd, reportNone); err != nil {
 		return
 	}
-	n.ensureCovered(x, false)
+	n.ensureCovered(x, reportNone)
 	for _, e := range x.entries {
 		if e.child != nil {
 			n.resync(e.child)

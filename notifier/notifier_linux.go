@@ -229,7 +229,7 @@ func (n *Notifier) read() {
 			n.log.Error("reading inotify events", zap.Error(err))
 			return
 		}
-		evs = decodeEvents(buf[:k], evs[:0])
+		evs = decodeEvents(buf[:k], time.Now().UnixNano(), evs[:0])
 		n.backlogMu.Lock()
 		if len(n.backlog)+len(evs) > maxBacklog {
 			if !n.dropped {

@@ -351,8 +351,47 @@ func TestWatchesReleased(t *testing.T) {
 	}
 	rec.Close()
 	waitFor(t, func() bool { return watches() == 1 }, "only a/b left watched")
+	// a/b, watched through the recursive stream until now, still streams.
+	touch(t, filepath.Join(root, "a", "b", "still"))
+	one.Collect(t, arrive, func(ns []ssetest.Notification) bool { return ssetest.Has(ns, "child_file_added", "still") })
 	one.Close()
 	waitFor(t, func() bool { return watches() == 0 && n.Stats().Lingering == 0 }, "no watch left")
+}
+
+// TestSubtreeMovedOut moves a watched subtree out of a recursive watch:
+// only moved_from is reported and its watches are released.
+func TestSubtreeMovedOut(t *testing.T) {
+	root := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(root, "a", "sub", "deep", "deeper"), 0o755))
+	must(t, os.MkdirAll(filepath.Join(root, "b"), 0o755))
+	n, base := start(t, Config{Root: root})
+	s := ssetest.MustOpen(t, client(), streamURL(base, "a", "recursive=true"), nil)
+	if w := n.Stats().Watches; w != 4 {
+		t.Fatalf("%d watches, want 4", w)
+	}
+	must(t, os.Rename(filepath.Join(root, "a", "sub"), filepath.Join(root, "b", "sub")))
+	touch(t, filepath.Join(root, "b", "sub", "deep", "unseen"))
+	touch(t, filepath.Join(root, "a", "marker"))
+	got := s.Collect(t, arrive, func(ns []ssetest.Notification) bool { return ssetest.Has(ns, "child_file_added", "marker") })
+	want := []string{"child_dir_moved_from sub", "child_file_added marker"}
+	var keys []string
+	for _, n := range got {
+		keys = append(keys, n.Type+" "+n.Path)
+	}
+	if !slices.Equal(keys, want) {
+		t.Errorf("got %v, want %v", keys, want)
+	}
+	waitFor(t, func() bool { return n.Stats().Watches == 1 }, "the moved subtree's watches released")
+
+	// And back in: one moved_to, and the subtree is watched again.
+	must(t, os.Rename(filepath.Join(root, "b", "sub"), filepath.Join(root, "a", "back")))
+	touch(t, filepath.Join(root, "a", "back", "deep", "deeper", "seen"))
+	got = s.Collect(t, arrive, func(ns []ssetest.Notification) bool {
+		return ssetest.Has(ns, "child_file_added", "back/deep/deeper/seen")
+	})
+	if !ssetest.Has(got, "child_dir_moved_to", "back") || ssetest.Has(got, "child_file_added", "back/deep/unseen") {
+		t.Errorf("got:\n%s", ssetest.Format(got))
+	}
 }
 
 func waitFor(t *testing.T, cond func() bool, what string) {

@@ -221,6 +221,7 @@ type rawEvent struct {
 	mask   uint32
 	cookie uint32
 	name   string
+	at     int64 // when it was read, in nanoseconds since the epoch
 }
 
 // overflowEvent is what the reader queues when the kernel (IN_Q_OVERFLOW)
@@ -242,13 +243,14 @@ func newInotify() (*inotifyFile, error) {
 	return &inotifyFile{fd: fd, f: os.NewFile(uintptr(fd), "inotify")}, nil
 }
 
-// decode appends the events in buf[:n] to out.
-func decodeEvents(buf []byte, out []rawEvent) []rawEvent {
+// decodeEvents appends the events in buf, read at at, to out.
+func decodeEvents(buf []byte, at int64, out []rawEvent) []rawEvent {
 	for off := 0; off+unix.SizeofInotifyEvent <= len(buf); {
 		ev := rawEvent{
 			wd:     int32(binary.NativeEndian.Uint32(buf[off:])),
 			mask:   binary.NativeEndian.Uint32(buf[off+4:]),
 			cookie: binary.NativeEndian.Uint32(buf[off+8:]),
+			at:     at,
 		}
 		l := int(binary.NativeEndian.Uint32(buf[off+12:]))
 		start := off + unix.SizeofInotifyEvent
