@@ -431,3 +431,32 @@ func TestWatchedDirectoryMoves(t *testing.T) {
 		t.Errorf("last notification %+v", last)
 	}
 }
+
+// TestBatchAndKeepalive checks the batch window (changes made together
+// arrive as one payload), increasing ids, and keep-alive comments.
+func TestBatchAndKeepalive(t *testing.T) {
+	root := t.TempDir()
+	_, base := start(t, Config{Root: root, Batch: 300 * time.Millisecond, Keepalive: 100 * time.Millisecond})
+	s := ssetest.MustOpen(t, client(), streamURL(base, encode("/"), ""), nil)
+	for _, name := range []string{"a", "b", "c"} {
+		touch(t, filepath.Join(root, name))
+	}
+	ev, err := s.Next(arrive)
+	must(t, err)
+	ns, err := ev.Decode()
+	must(t, err)
+	if len(ns) != 3 {
+		t.Errorf("one batch window gave %d notifications in its first payload, want 3: %s", len(ns), ev.Data)
+	}
+	touch(t, filepath.Join(root, "d"))
+	ev2, err := s.Next(arrive)
+	must(t, err)
+	id1, _ := strconv.ParseUint(ev.ID, 10, 64)
+	id2, _ := strconv.ParseUint(ev2.ID, 10, 64)
+	if id1 == 0 || id2 <= id1 {
+		t.Errorf("ids %q then %q, want increasing numbers", ev.ID, ev2.ID)
+	}
+	waitFor(t, func() bool {
+		return slices.Contains(s.Comments(), ": keepalive")
+	}, "a keep-alive comment")
+}
