@@ -81,7 +81,9 @@ func TestFSNotifySlowSubscriberCutOff(t *testing.T) {
 	fast := ssetest.MustOpen(t, testutil.Client(), notifyURL(base, encRef("/"), "recursive=true"), nil)
 
 	const files = 2500
+	created := make(chan struct{})
 	go func() {
+		defer close(created)
 		for i := range files {
 			f, err := os.Create(filepath.Join(deep, fmt.Sprintf("f%05d", i)))
 			if err != nil {
@@ -93,10 +95,7 @@ func TestFSNotifySlowSubscriberCutOff(t *testing.T) {
 			}
 		}
 	}()
-	got := fast.Collect(t, arrive, func(ns []ssetest.Notification) bool { return len(ns) >= files })
-	if len(got) != files {
-		t.Errorf("fast subscriber got %d notifications, want %d", len(got), files)
-	}
+	<-created
 
 	// The stalled client reads again: what was in flight, then the
 	// overflow event, then the end of the stream.
@@ -109,6 +108,12 @@ func TestFSNotifySlowSubscriberCutOff(t *testing.T) {
 	last := string(events[len(events)-1])
 	if !strings.Contains(last, "event: overflow") || !strings.Contains(last, `"reason":"subscriber_queue"`) {
 		t.Errorf("stalled stream's last event is %q, want an overflow event", last)
+	}
+
+	// Meanwhile the fast one received everything.
+	got := fast.Collect(t, arrive, func(ns []ssetest.Notification) bool { return len(ns) >= files })
+	if len(got) != files {
+		t.Errorf("fast subscriber got %d notifications, want %d", len(got), files)
 	}
 	if n := bytes.Count(rest, []byte(`"child_file_added"`)); n >= files {
 		t.Errorf("stalled subscriber received all %d notifications; it was never cut off", n)

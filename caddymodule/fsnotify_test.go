@@ -505,7 +505,7 @@ func TestFSNotifyUnderHandle(t *testing.T) {
 // the overflow event when the id is too old to replay.
 func TestFSNotifyLastEventID(t *testing.T) {
 	root := t.TempDir()
-	base := startNotify(t, root, "history 3")
+	base := startNotify(t, root, "history 1")
 	u := notifyURL(base, encRef("/"), "")
 	s := ssetest.MustOpen(t, testutil.Client(), u, nil)
 	writeFile(t, filepath.Join(root, "one"), "")
@@ -536,7 +536,7 @@ func TestFSNotifyLastEventID(t *testing.T) {
 	s2.Close()
 
 	// More payloads than history while away: overflow first.
-	for i := range 6 {
+	for i := range 4 {
 		writeFile(t, filepath.Join(root, fmt.Sprintf("many%d", i)), "")
 		time.Sleep(40 * time.Millisecond) // separate batch windows
 	}
