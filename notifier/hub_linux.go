@@ -180,10 +180,10 @@ func (n *Notifier) fanout(f *frame) {
 }
 
 // replay builds the messages a new subscription on v missed since lastID.
-func (n *Notifier) replay(v *view, x *node, lastID string) (msgs [][]byte, lastSent uint64) {
+func (n *Notifier) replay(v *view, x *node, lastID string) (msgs [][]byte) {
 	id, err := strconv.ParseUint(lastID, 10, 64)
 	if err != nil || id < n.base || id > n.seq {
-		return [][]byte{overflowMessage(n.seq, reasonHistory)}, n.seq
+		return [][]byte{overflowMessage(n.seq, reasonHistory)}
 	}
 	frames, complete := n.historyFrom(id)
 	since := x.since
@@ -191,7 +191,7 @@ func (n *Notifier) replay(v *view, x *node, lastID string) (msgs [][]byte, lastS
 		since = x.recSince
 	}
 	if !complete || since > id {
-		return [][]byte{overflowMessage(n.seq, reasonHistory)}, n.seq
+		return [][]byte{overflowMessage(n.seq, reasonHistory)}
 	}
 	var pending []match
 	for _, f := range frames {
@@ -215,9 +215,9 @@ func (n *Notifier) replay(v *view, x *node, lastID string) (msgs [][]byte, lastS
 		}
 	}
 	if len(msgs) > n.cfg.Queue {
-		return [][]byte{overflowMessage(n.seq, reasonHistory)}, n.seq
+		return [][]byte{overflowMessage(n.seq, reasonHistory)}
 	}
-	return msgs, n.seq
+	return msgs
 }
 
 // encodePayload writes one SSE event: its id and the JSON list of
@@ -335,9 +335,16 @@ func (n *Notifier) subscribe(fd int, rel string, rec bool, filter Filter, lastID
 	}
 	n.hold(x, rec)
 	if rec {
+		n.watchLimitHit = false
 		n.ensureCovered(x, reportNone)
 		if x.gone {
 			return nil, ErrNotFound
+		}
+		if n.watchLimitHit {
+			// Part of the subtree cannot be watched: refuse rather than
+			// stream a tree with holes.
+			n.release(x, rec)
+			return nil, ErrWatchLimit
 		}
 	}
 	key := x.key()
@@ -361,9 +368,8 @@ func (n *Notifier) subscribe(fd int, rel string, rec bool, filter Filter, lastID
 		wake: make(chan struct{}, 1),
 	}
 	if hasLastID {
-		msgs, last := n.replay(v, x, lastID)
+		msgs := n.replay(v, x, lastID)
 		s.queue = msgs
-		s.last = last
 		if len(msgs) > 0 {
 			s.wake <- struct{}{}
 		}

@@ -359,6 +359,7 @@ func (n *Notifier) watchChild(x *node, name string, e *entry, rep report) {
 	if err != nil {
 		closeFD(fd)
 		if errors.Is(err, ErrWatchLimit) {
+			n.watchLimitHit = true
 			n.log.Error("cannot watch a new directory: inotify watch limit reached; raise the sysctl fs.inotify.max_user_watches",
 				zap.String("dir", x.rel()+"/"+name))
 			n.overflow(reasonWatchLimit, append(x.chain(1), link{dev: e.dev, ino: e.ino, name: name}))

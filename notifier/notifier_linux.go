@@ -58,6 +58,8 @@ type Notifier struct {
 	fds     map[*node]int     // descriptors opened for the work in progress
 	lost    []*node           // tops found outside root, to remove
 	stats   Stats
+
+	watchLimitHit bool // a watch was refused with ENOSPC since last reset
 }
 
 type ghost struct {

@@ -201,21 +201,45 @@ func TestMatchesNotifyURLs(t *testing.T) {
 // fs.inotify.max_user_watches is reached.
 func TestWatchLimit(t *testing.T) {
 	root := t.TempDir()
-	must(t, os.Mkdir(filepath.Join(root, "sub"), 0o755))
+	must(t, os.MkdirAll(filepath.Join(root, "sub", "inner"), 0o755))
 	n, base := start(t, Config{Root: root})
-	allowed := 1
-	n.mu.Lock()
-	n.addWatchFn = func(fd int, path string, mask uint32) (int, error) {
-		if allowed == 0 {
-			return -1, unix.ENOSPC
+	allow := func(k int) {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		n.addWatchFn = func(fd int, path string, mask uint32) (int, error) {
+			if k == 0 {
+				return -1, unix.ENOSPC
+			}
+			k--
+			return unix.InotifyAddWatch(fd, path, mask)
 		}
-		allowed--
-		return unix.InotifyAddWatch(fd, path, mask)
 	}
-	n.mu.Unlock()
+	refused := func(ref, query string) {
+		t.Helper()
+		resp, err := client().Get(streamURL(base, ref, query))
+		must(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 503 || resp.Header.Get("Content-Type") != "application/problem+json" ||
+			!strings.Contains(string(body), "fs.inotify.max_user_watches") {
+			t.Errorf("%s?%s: status %d %s: %s", ref, query, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		}
+	}
 
-	// The first watch is allowed: a recursive stream on sub, whose new
-	// subdirectories can then not be watched.
+	// No watch at all: refused.
+	allow(0)
+	refused(encode("/"), "")
+	// A recursive stream that can watch sub but not sub/inner: refused,
+	// and what it had watched is released.
+	allow(1)
+	refused("sub", "recursive=true")
+	if w := n.Stats().Watches; w != 0 {
+		t.Errorf("%d watches left by a refused stream", w)
+	}
+
+	// A recursive stream whose new subdirectory cannot be watched is told
+	// with an overflow event.
+	allow(2)
 	s := ssetest.MustOpen(t, client(), streamURL(base, "sub", "recursive=true"), nil)
 	must(t, os.Mkdir(filepath.Join(root, "sub", "new"), 0o755))
 	var evs []ssetest.Event
@@ -227,16 +251,6 @@ func TestWatchLimit(t *testing.T) {
 	if evs[0].Type != "" || !strings.Contains(evs[0].Data, `"child_dir_added"`) ||
 		evs[1].Type != "overflow" || !strings.Contains(evs[1].Data, "watch_limit") {
 		t.Errorf("got %+v, want child_dir_added then an overflow for the watch limit", evs)
-	}
-
-	// A new stream needing a new watch is refused.
-	resp, err := client().Get(streamURL(base, encode("/"), ""))
-	must(t, err)
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 503 || resp.Header.Get("Content-Type") != "application/problem+json" ||
-		!strings.Contains(string(body), "fs.inotify.max_user_watches") {
-		t.Errorf("status %d %s: %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
 }
 

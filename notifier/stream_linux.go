@@ -30,7 +30,6 @@ type Subscription struct {
 
 	mu          sync.Mutex
 	queue       [][]byte
-	last        uint64 // id of the last event queued
 	end         endReason
 	final       []byte
 	rc          *http.ResponseController
@@ -65,7 +64,6 @@ func (s *Subscription) enqueue(msg []byte, id uint64) {
 		return
 	}
 	s.queue = append(s.queue, msg)
-	s.last = id
 	s.mu.Unlock()
 	s.signal()
 }
