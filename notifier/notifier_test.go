@@ -341,7 +341,9 @@ func TestCloseEndsStreams(t *testing.T) {
 	if after := runtime.NumGoroutine(); after > before {
 		t.Errorf("%d goroutines after Close, %d before", after, before)
 	}
-	if _, _, err := ssetest.Open(client(), streamURL(httptest.NewServer(n).URL, encode("/"), ""), nil); err == nil || !strings.Contains(err.Error(), "503") {
+	again := httptest.NewServer(n)
+	defer again.Close()
+	if _, _, err := ssetest.Open(client(), streamURL(again.URL, encode("/"), ""), nil); err == nil || !strings.Contains(err.Error(), "503") {
 		t.Errorf("stream after Close: %v, want 503", err)
 	}
 }
