@@ -70,17 +70,21 @@ func TestFSNotifySlowSubscriberCutOff(t *testing.T) {
 	root := t.TempDir()
 	// Notifications about files 100 directories down are some 4 KB each, so
 	// that a few thousand overflow the socket buffers of the stalled client
-	// (up to 4 MB on the sending side with Linux's default tcp_wmem).
+	// (up to 4 MB on the sending side with Linux's default tcp_wmem). On a
+	// loaded machine the batch window may fill payloads to their 512
+	// notifications (2 MB): 6,000 files still make a dozen of them, far more
+	// than the socket buffers plus a queue of one can hold, so the cut-off
+	// does not depend on timing.
 	deep := root
 	for i := range 100 {
 		deep = filepath.Join(deep, fmt.Sprintf("level-%03d-%s", i, strings.Repeat("d", 18)))
 	}
 	must(t, os.MkdirAll(deep, 0o755))
-	base := startNotify(t, root, "queue 4")
+	base := startNotify(t, root, "queue 1")
 	stalled := openStalled(t, base, "/v1/files/%2F/notify?recursive=true")
 	fast := ssetest.MustOpen(t, testutil.Client(), notifyURL(base, encRef("/"), "recursive=true"), nil)
 
-	const files = 2500
+	const files = 6000
 	created := make(chan struct{})
 	go func() {
 		defer close(created)
