@@ -776,8 +776,10 @@ func TestCaddyETagWriteLargeUpload(t *testing.T) {
 	} else {
 		t.Logf("%.1f MiB allocated while streaming %d MiB", float64(alloc)/(1<<20), size>>20)
 	}
-	if want := wrGetETag(t, base+"/big"); r.header.Get("ETag") != want {
-		t.Errorf("PUT's ETag %q, a following GET's %q", r.header.Get("ETag"), want)
+	// The upstream's representation is a summary, not the uploaded content,
+	// so RFC 9110 §9.3.4 forbids an ETag on the PUT's response.
+	if want := wrGetETag(t, base+"/big"); want == "" || r.header.Get("ETag") != "" {
+		t.Errorf("PUT's ETag %q (want none), a following GET's %q (want one)", r.header.Get("ETag"), want)
 	}
 }
 

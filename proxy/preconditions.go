@@ -25,6 +25,10 @@ type current struct {
 	exists       bool
 	etag         hashing.Tag // zero Opaque when the representation has no ETag
 	lastModified time.Time   // zero when unknown
+	// digest is this gateway's hash of the body, quoted like an ETag, when
+	// the body was read; it tells whether the representation is byte for
+	// byte what a PUT sent.
+	digest string
 }
 
 // encodeSuffixes are the suffixes Caddy's encode handler appends to a strong

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -60,6 +62,21 @@ func (m *Middleware) serveWrite(w http.ResponseWriter, r *http.Request, next Han
 	}
 	m.observe(Forwarded)
 	fw := &forwardWriter{ResponseWriter: w, m: m, r: r, rk: rk, next: next}
+	if r.Method == http.MethodPut && m.cfg.ETagAfterWrite {
+		// Hash the content as it streams upstream: RFC 9110 §9.3.4 allows
+		// an ETag on the response only if the new representation is that
+		// content untransformed.
+		fw.sent = &hashingBody{ReadCloser: http.NoBody, length: r.ContentLength, h: m.hashers.Get().(hashing.Hasher)}
+		fw.sent.h.Reset()
+		defer fw.sent.release(&m.hashers)
+		if r.Body == nil || r.Body == http.NoBody {
+			fw.sent.eof = true
+		} else {
+			fw.sent.ReadCloser = r.Body
+			fwd = fwd.WithContext(fwd.Context()) // a shallow copy whose Body can change
+			fwd.Body = fw.sent
+		}
+	}
 	// Whatever happens upstream, cached ETags of this resource are suspect
 	// from now on. A 2xx invalidates them as soon as the upstream answers,
 	// and the read after the write may then refill the cache with the new
@@ -109,6 +126,7 @@ func (m *Middleware) current(r *http.Request, rk resourceKey, next Handler, from
 	case s >= 200 && s < 300:
 		cur := current{exists: true, lastModified: lastModified(bw.header)}
 		if bw.buffered() {
+			cur.digest = string(bw.hasher.AppendETag(bw.tagBuf[:0]))
 			cur.etag = m.assignETag(bw.header, bw)
 			if m.cfg.Verify == VerifyCache {
 				m.cache.fill(rk, vk, gen, cur.etag.Opaque, cur.lastModified, r.Header, bw.header)
@@ -200,6 +218,7 @@ type forwardWriter struct {
 	r    *http.Request
 	rk   resourceKey
 	next Handler
+	sent *hashingBody // a PUT's content as it went upstream, when hashed
 	done bool
 	// invalidated is set once a 2xx has invalidated the cache.
 	invalidated bool
@@ -232,10 +251,68 @@ func (f *forwardWriter) afterWrite() {
 		m.log.Warn("cannot read the representation after a write; answering without ETag", requestFields(f.r, zap.Error(err))...)
 		return
 	}
-	if cur.exists && cur.etag.Opaque != "" {
-		h["Etag"] = []string{cur.etag.Opaque}
-		exposeETag(h)
+	if !cur.exists || cur.etag.Opaque == "" {
+		return
 	}
+	if f.r.Method == http.MethodPut && !f.sent.matches(cur.digest) {
+		// The upstream stored something other than the content it was
+		// sent (normalised, or with fields of its own): an ETag here would
+		// tell the client its own body is the new representation, which
+		// RFC 9110 §9.3.4 forbids. The client GETs the new ETag instead.
+		m.log.Debug("PUT content was transformed upstream; answering without ETag", requestFields(f.r)...)
+		return
+	}
+	h["Etag"] = []string{cur.etag.Opaque}
+	exposeETag(h)
+}
+
+// hashingBody hashes a request body as the rest of the route reads it. The
+// transport may still be sending the body when the response arrives, so
+// the hash is guarded.
+type hashingBody struct {
+	io.ReadCloser
+	length int64 // the declared Content-Length, -1 when unknown
+	mu     sync.Mutex
+	h      hashing.Hasher
+	n      int64
+	eof    bool // the whole body was read
+}
+
+func (b *hashingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.mu.Lock()
+	if b.h != nil {
+		_, _ = b.h.Write(p[:n])
+		b.n += int64(n)
+		// A transport sends a body of known length without waiting for
+		// io.EOF, so the upstream may answer before that read happens.
+		if err == io.EOF || (b.length >= 0 && b.n == b.length) {
+			b.eof = true
+		}
+	}
+	b.mu.Unlock()
+	return n, err
+}
+
+// release returns the hasher to its pool; reads still under way in the
+// transport after that no longer touch it.
+func (b *hashingBody) release(pool *sync.Pool) {
+	b.mu.Lock()
+	h := b.h
+	b.h = nil
+	b.mu.Unlock()
+	pool.Put(h)
+}
+
+// matches reports whether the whole body was read and hashes to digest.
+func (b *hashingBody) matches(digest string) bool {
+	if b == nil || digest == "" {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var buf [80]byte
+	return b.eof && b.h != nil && string(b.h.AppendETag(buf[:0])) == digest
 }
 
 func (f *forwardWriter) Write(p []byte) (int, error) {

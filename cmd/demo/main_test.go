@@ -170,8 +170,9 @@ func send(t *testing.T, base string, ex exchange) (*http.Response, string) {
 }
 
 // walkthrough is the README's story against a gateway at base: a GET gets
-// an ETag, the ETag gets a 304, a write with it succeeds and returns the
-// new one, a write with the stale one is refused before reaching the API.
+// an ETag, the ETag gets a 304, a PATCH with it succeeds and returns the new
+// one, a write with the stale one is refused before reaching the API, and a
+// PUT the API stores re-formatted succeeds without an ETag (RFC 9110 §9.3.4).
 func walkthrough(t *testing.T, base string) {
 	t.Helper()
 	resp, body := send(t, base, exchange{method: "GET", path: "/items/1"})
@@ -182,13 +183,14 @@ func walkthrough(t *testing.T, base string) {
 	if resp, _ := send(t, base, exchange{method: "GET", path: "/items/1", header: []string{"If-None-Match", etag}}); resp.StatusCode != 304 {
 		t.Errorf("GET with If-None-Match = %d, want 304", resp.StatusCode)
 	}
-	resp, _ = send(t, base, exchange{method: "PUT", path: "/items/1", body: `{"name":"widget","count":1}`,
-		header: []string{"Content-Type", "application/json", "If-Match", etag}})
+	resp, _ = send(t, base, exchange{method: "PATCH", path: "/items/1", body: `{"count":1}`,
+		header: []string{"Content-Type", "application/merge-patch+json", "If-Match", etag}})
 	if resp.StatusCode != 200 {
-		t.Fatalf("PUT with a fresh If-Match = %d, want 200", resp.StatusCode)
+		t.Fatalf("PATCH with a fresh If-Match = %d, want 200", resp.StatusCode)
 	}
-	if next := resp.Header.Get("ETag"); next == "" || next == etag {
-		t.Errorf("PUT returned ETag %q; want the new representation's, not %q", next, etag)
+	next := resp.Header.Get("ETag")
+	if next == "" || next == etag {
+		t.Errorf("PATCH returned ETag %q; want the new representation's, not %q", next, etag)
 	}
 	resp, body = send(t, base, exchange{method: "PUT", path: "/items/1", body: `{"name":"widget","count":99}`,
 		header: []string{"Content-Type", "application/json", "If-Match", etag}})
@@ -197,6 +199,13 @@ func walkthrough(t *testing.T, base string) {
 	}
 	if _, body := send(t, base, exchange{method: "GET", path: "/items/1"}); !strings.Contains(body, `"count":1`) {
 		t.Errorf("after the refused PUT the item is %s; the stale write reached the API", body)
+	}
+	// The API stores JSON re-formatted (keys sorted), so the PUT's content
+	// is not the new representation: no ETag on its response.
+	resp, _ = send(t, base, exchange{method: "PUT", path: "/items/1", body: `{"name":"widget","count":2}`,
+		header: []string{"Content-Type", "application/json", "If-Match", next}})
+	if resp.StatusCode != 200 || resp.Header.Get("ETag") != "" {
+		t.Errorf("PUT with a fresh If-Match = %d, ETag %q; want 200 without ETag", resp.StatusCode, resp.Header.Get("ETag"))
 	}
 }
 
