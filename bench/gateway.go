@@ -64,11 +64,13 @@ func listModules(ctx context.Context, bin string) (map[string]bool, error) {
 type gatewayConfig struct {
 	Admin, Upstream                string
 	Plain, Etag, EtagCache, Notify int
-	HaveEtag, HaveNotify           bool
-	EtagExtra                      string
-	NotifyRoot                     string
-	Batch                          time.Duration
-	MaxSubscribers                 int
+	// The PUT sites again with etag_after_write off: one upstream trip less.
+	EtagNoAfter, EtagCacheNoAfter int
+	HaveEtag, HaveNotify          bool
+	EtagExtra                     string
+	NotifyRoot                    string
+	Batch                         time.Duration
+	MaxSubscribers                int
 }
 
 var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
@@ -105,6 +107,34 @@ var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
 {{- if .HaveEtag}}
 	etag {
 		verify cache
+{{- if .EtagExtra}}
+		{{.EtagExtra}}
+{{- end}}
+	}
+{{- end}}
+	reverse_proxy {{.Upstream}}
+}
+
+# D and E: B and C without the read after a write.
+:{{.EtagNoAfter}} {
+	bind 127.0.0.1
+{{- if .HaveEtag}}
+	etag {
+		etag_after_write off
+{{- if .EtagExtra}}
+		{{.EtagExtra}}
+{{- end}}
+	}
+{{- end}}
+	reverse_proxy {{.Upstream}}
+}
+
+:{{.EtagCacheNoAfter}} {
+	bind 127.0.0.1
+{{- if .HaveEtag}}
+	etag {
+		verify cache
+		etag_after_write off
 {{- if .EtagExtra}}
 		{{.EtagExtra}}
 {{- end}}

@@ -169,7 +169,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer up.close()
 
-	ports, err := freePorts(5)
+	ports, err := freePorts(7)
 	if err != nil {
 		return err
 	}
@@ -178,25 +178,27 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	cfg := gatewayConfig{
-		Admin:          fmt.Sprintf("127.0.0.1:%d", ports[0]),
-		Upstream:       up.addr(),
-		Plain:          ports[1],
-		Etag:           ports[2],
-		EtagCache:      ports[3],
-		Notify:         ports[4],
-		HaveEtag:       haveEtag,
-		HaveNotify:     haveNotify,
-		EtagExtra:      o.etagExtra,
-		NotifyRoot:     notifyRoot,
-		Batch:          o.batch,
-		MaxSubscribers: slices.Max(append([]int{1}, o.sse...)) + 100,
+		Admin:            fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		Upstream:         up.addr(),
+		Plain:            ports[1],
+		Etag:             ports[2],
+		EtagCache:        ports[3],
+		Notify:           ports[4],
+		EtagNoAfter:      ports[5],
+		EtagCacheNoAfter: ports[6],
+		HaveEtag:         haveEtag,
+		HaveNotify:       haveNotify,
+		EtagExtra:        o.etagExtra,
+		NotifyRoot:       notifyRoot,
+		Batch:            o.batch,
+		MaxSubscribers:   slices.Max(append([]int{1}, o.sse...)) + 100,
 	}
 	cfgPath := filepath.Join(dir, "Caddyfile")
 	if err := writeCaddyfile(cfgPath, cfg); err != nil {
 		return err
 	}
 	addr := func(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
-	addrs := []string{addr(cfg.Plain), addr(cfg.Etag), addr(cfg.EtagCache)}
+	addrs := []string{addr(cfg.Plain), addr(cfg.Etag), addr(cfg.EtagCache), addr(cfg.EtagNoAfter), addr(cfg.EtagCacheNoAfter)}
 	if haveNotify {
 		addrs = append(addrs, addr(cfg.Notify))
 	}
@@ -269,7 +271,7 @@ func run(ctx context.Context, o options) error {
 
 	if want("put") {
 		progress("PUT with If-Match (%s), verify upstream and verify cache, vs plain PUT", o.putMode)
-		rs, err := b.conditionalPut(ctx, addr(cfg.Plain), addr(cfg.Etag), addr(cfg.EtagCache))
+		rs, err := b.conditionalPut(ctx, addr(cfg.Plain), addr(cfg.Etag), addr(cfg.EtagCache), addr(cfg.EtagNoAfter), addr(cfg.EtagCacheNoAfter))
 		if err != nil {
 			return fmt.Errorf("PUT: %w", err)
 		}
@@ -317,7 +319,7 @@ func (b *bench) notModified(ctx context.Context, name, plain, etag string) (row,
 // follow each other. Each worker writes its own document, so the rows measure
 // the cost per write rather than contention for one key's lock; the body
 // written is the document's current content, so its ETag stays valid.
-func (b *bench) conditionalPut(ctx context.Context, plain, etagUp, etagCache string) ([]row, error) {
+func (b *bench) conditionalPut(ctx context.Context, plain, etagUp, etagCache, etagUpNoAfter, etagCacheNoAfter string) ([]row, error) {
 	body := b.up.doc
 	mk := func(name, addr string, conditional bool) (side, string, error) {
 		s := side{name: name, addr: addr}
@@ -356,7 +358,15 @@ func (b *bench) conditionalPut(ctx context.Context, plain, etagUp, etagCache str
 	if err != nil {
 		return nil, err
 	}
-	res, err := b.compare(ctx, "put", []side{a, bu, bc})
+	bu2, noteU2, err := mk("verify-upstream-no-after", etagUpNoAfter, true)
+	if err != nil {
+		return nil, err
+	}
+	bc2, noteC2, err := mk("verify-cache-no-after", etagCacheNoAfter, true)
+	if err != nil {
+		return nil, err
+	}
+	res, err := b.compare(ctx, "put", []side{a, bu, bc, bu2, bc2})
 	if err != nil {
 		return nil, err
 	}
@@ -367,6 +377,8 @@ func (b *bench) conditionalPut(ctx context.Context, plain, etagUp, etagCache str
 	return []row{
 		{name: what + ", verify upstream, vs plain", a: res[0], b: res[1], wantA: 204, wantB: 204, note: noteU},
 		{name: what + ", verify cache, vs plain", a: res[0], b: res[2], wantA: 204, wantB: 204, note: noteC},
+		{name: what + ", verify upstream, etag_after_write off", a: res[0], b: res[3], wantA: 204, wantB: 204, note: noteU2},
+		{name: what + ", verify cache, etag_after_write off", a: res[0], b: res[4], wantA: 204, wantB: 204, note: noteC2},
 	}, nil
 }
 
