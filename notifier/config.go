@@ -129,6 +129,7 @@ func (c Config) withDefaults() Config {
 // Stats is a snapshot of a Notifier's state, for tests and metrics.
 type Stats struct {
 	Subscribers int // streams open now
+	TakenOver   int // of which on connections taken over from net/http
 	Watches     int // directories watched through inotify
 	Lingering   int // released subscriptions still holding their watches
 	Frames      uint64

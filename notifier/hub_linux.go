@@ -99,7 +99,7 @@ func (n *Notifier) seal() {
 		// Their directory is gone; the self_removed just sent was the last.
 		for _, v := range n.ending {
 			for s := range v.subs {
-				s.finish(endRemoved, nil)
+				s.finish(endRemoved)
 				delete(n.subs, s)
 			}
 			n.dropView(v)
@@ -180,10 +180,10 @@ func (n *Notifier) fanout(f *frame) {
 }
 
 // replay builds the messages a new subscription on v missed since lastID.
-func (n *Notifier) replay(v *view, x *node, lastID string) (msgs [][]byte) {
+func (n *Notifier) replay(v *view, x *node, lastID string) (msgs []payload) {
 	id, err := strconv.ParseUint(lastID, 10, 64)
 	if err != nil || id < n.base || id > n.seq {
-		return [][]byte{overflowMessage(n.seq, reasonHistory)}
+		return []payload{overflowMessage(n.seq, reasonHistory)}
 	}
 	frames, complete := n.historyFrom(id)
 	since := x.since
@@ -191,7 +191,7 @@ func (n *Notifier) replay(v *view, x *node, lastID string) (msgs [][]byte) {
 		since = x.recSince
 	}
 	if !complete || since > id {
-		return [][]byte{overflowMessage(n.seq, reasonHistory)}
+		return []payload{overflowMessage(n.seq, reasonHistory)}
 	}
 	var pending []match
 	for _, f := range frames {
@@ -215,15 +215,48 @@ func (n *Notifier) replay(v *view, x *node, lastID string) (msgs [][]byte) {
 		}
 	}
 	if len(msgs) > n.cfg.Queue {
-		return [][]byte{overflowMessage(n.seq, reasonHistory)}
+		return []payload{overflowMessage(n.seq, reasonHistory)}
 	}
 	return msgs
 }
 
+// payload is one encoded SSE event or comment, held inside its HTTP/1.1
+// chunk framing ("<hex length>\r\n" event "\r\n"): a connection the hub
+// writes itself is sent the chunk as it is, a response framed by net/http
+// the event alone. Encoding it once serves every subscriber of a view.
+type payload struct {
+	chunk []byte
+	at    int // where the event begins in chunk
+}
+
+// chunkRoom is the space left before an event for its chunk header: up
+// to 8 hex digits and CRLF.
+const chunkRoom = 10
+
+// newPayload starts a payload of about size bytes: append the event to the
+// returned buffer, then call sealPayload.
+func newPayload(size int) []byte { return make([]byte, chunkRoom, chunkRoom+size+2) }
+
+// sealPayload frames b, started by newPayload, as one chunk.
+func sealPayload(b []byte) payload {
+	var hex [8]byte
+	h := strconv.AppendUint(hex[:0], uint64(len(b)-chunkRoom), 16)
+	at := chunkRoom - 2 - len(h)
+	copy(b[at:], h)
+	b[chunkRoom-2], b[chunkRoom-1] = '\r', '\n'
+	b = append(b, '\r', '\n')
+	return payload{chunk: b[at:], at: chunkRoom - at}
+}
+
+func textPayload(s string) payload { return sealPayload(append(newPayload(len(s)), s...)) }
+
+// event is the SSE event without its chunk framing.
+func (p payload) event() []byte { return p.chunk[p.at : len(p.chunk)-2] }
+
 // encodePayload writes one SSE event: its id and the JSON list of
 // notifications, each relative to the view's directory.
-func encodePayload(id uint64, ms []match) []byte {
-	b := make([]byte, 0, 64+len(ms)*128)
+func encodePayload(id uint64, ms []match) payload {
+	b := newPayload(64 + len(ms)*128)
 	b = append(b, "id: "...)
 	b = strconv.AppendUint(b, id, 10)
 	b = append(b, "\ndata: ["...)
@@ -255,17 +288,17 @@ func encodePayload(id uint64, ms []match) []byte {
 		b = append(b, `],"stream_name":null}`...)
 	}
 	b = append(b, "]\n\n"...)
-	return b
+	return sealPayload(b)
 }
 
-func overflowMessage(id uint64, reason string) []byte {
-	b := make([]byte, 0, 80)
+func overflowMessage(id uint64, reason string) payload {
+	b := newPayload(80)
 	b = append(b, "id: "...)
 	b = strconv.AppendUint(b, id, 10)
 	b = append(b, "\nevent: overflow\ndata: {\"reason\":\""...)
 	b = append(b, reason...)
 	b = append(b, "\"}\n\n"...)
-	return b
+	return sealPayload(b)
 }
 
 // appendJSONString appends s as a JSON string. Bytes that are not UTF-8

@@ -19,7 +19,9 @@ import (
 // It owns two goroutines: the reader, which only drains the inotify
 // descriptor into a backlog (so the kernel queue rarely overflows), and the
 // loop, which processes that backlog, seals batch windows and expires
-// lingering watches. Close stops both, ends every stream and waits for them.
+// lingering watches; and the wire hub's few, which write the streams whose
+// connections it took over. Close ends every stream, stops them all and
+// waits for them.
 type Notifier struct {
 	cfg  Config
 	log  *zap.Logger
@@ -39,6 +41,7 @@ type Notifier struct {
 	closing  chan struct{}
 	loopDone sync.WaitGroup
 	streams  sync.WaitGroup
+	wires    *wireHub // writes the streams whose connections were taken over
 
 	mu      sync.Mutex // guards everything below
 	closed  bool
@@ -133,6 +136,13 @@ func New(cfg Config) (*Notifier, error) {
 		idCache:    make(map[uint64]string),
 		fds:        make(map[*node]int),
 	}
+	wires, err := newWireHub(n)
+	if err != nil {
+		unix.Close(rootFD)
+		in.f.Close()
+		return nil, fmt.Errorf("notifier: creating an epoll instance: %w", err)
+	}
+	n.wires = wires
 	n.loopDone.Add(2)
 	go n.read()
 	go n.loop()
@@ -151,6 +161,7 @@ func (n *Notifier) Close() error {
 		n.mu.Unlock()
 		n.loopDone.Wait()
 		n.streams.Wait()
+		n.wires.close()
 		return nil
 	}
 	n.closed = true
@@ -162,12 +173,13 @@ func (n *Notifier) Close() error {
 
 	for _, s := range subs {
 		s.interrupt()
-		s.finish(endClosing, nil)
+		s.finish(endClosing)
 	}
 	close(n.closing)
 	err := n.in.f.Close() // unblocks the reader; the kernel drops every watch
 	n.loopDone.Wait()
 	n.streams.Wait()
+	n.wires.close()
 
 	n.mu.Lock()
 	for _, x := range n.nodes {
@@ -199,6 +211,7 @@ func (n *Notifier) Stats() Stats {
 	s.Watches = len(n.nodes)
 	s.Lingering = len(n.ghosts)
 	s.Frames = n.seq - n.base
+	s.TakenOver = n.wires.streams()
 	return s
 }
 

@@ -166,7 +166,7 @@ func FuzzAppendJSONString(f *testing.F) {
 
 func TestEncodePayload(t *testing.T) {
 	c := change{typ: ChildFileAdded, chain: []link{{ino: 1}, {ino: 2, name: "sub"}, {ino: 3, name: "a \"b\".txt"}}}
-	got := string(encodePayload(42, []match{{&c, 0}, {&c, 1}}))
+	got := string(encodePayload(42, []match{{&c, 0}, {&c, 1}}).event())
 	want := "id: 42\ndata: [" +
 		`{"type":"child_file_added","path":"sub/a \"b\".txt","spine":["1","2","3"],"stream_name":null},` +
 		`{"type":"child_file_added","path":"a \"b\".txt","spine":["2","3"],"stream_name":null}` +

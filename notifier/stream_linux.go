@@ -15,38 +15,60 @@ const (
 	endCut               // queue overflowed: an overflow event, then the end
 	endRemoved           // the watched directory is gone: the queue, then the end
 	endClosing           // the Notifier is closing: the queue, then the end
+	endGone              // the connection is closed: nothing more is written
 )
 
 // Subscription is one stream's place in the hub: a bounded queue of
 // encoded SSE events, filled by the Notifier without ever blocking and
-// drained by the goroutine serving the stream.
+// drained by whoever writes the stream: the goroutine serving the request
+// (HTTP/2, HTTP/3, TLS), or the writers of the Notifier's wires once it
+// has taken the connection over (HTTP/1.x over plain TCP).
 type Subscription struct {
 	n    *Notifier
 	node *node // guarded by n.mu
 	rec  bool
 	view *view
 	max  int
-	wake chan struct{} // cap 1
 
 	mu          sync.Mutex
-	queue       [][]byte
+	wake        chan struct{} // cap 1; the serving goroutine's, until taken over
+	queue       []payload
 	end         endReason
-	final       []byte
+	final       payload // sent after the queue when the stream ends; may be empty
 	rc          *http.ResponseController
 	interrupted bool
+	wire        *wire // set once the connection is taken over; never reset
 	closeOnce   sync.Once
 }
 
-func (s *Subscription) signal() {
+// kickLocked tells the stream's writer there is something to write. It
+// reports whether s must be handed to the wire writers once s.mu is
+// released.
+func (s *Subscription) kickLocked() bool {
+	if w := s.wire; w != nil {
+		if w.busy || w.closed {
+			return false
+		}
+		w.busy = true
+		return true
+	}
 	select {
 	case s.wake <- struct{}{}:
 	default:
+	}
+	return false
+}
+
+// kicked hands s to the wire writers if kickLocked said so.
+func (s *Subscription) kicked(schedule bool) {
+	if schedule {
+		s.n.wires.schedule(s)
 	}
 }
 
 // enqueue adds one encoded event; a full queue cuts the subscriber off.
 // It is called with n.mu held.
-func (s *Subscription) enqueue(msg []byte, id uint64) {
+func (s *Subscription) enqueue(msg payload, id uint64) {
 	s.mu.Lock()
 	if s.end != endNone {
 		s.mu.Unlock()
@@ -57,36 +79,38 @@ func (s *Subscription) enqueue(msg []byte, id uint64) {
 		s.final = overflowMessage(id, reasonQueue)
 		clear(s.queue)
 		s.queue = nil
+		k := s.kickLocked()
 		s.mu.Unlock()
 		s.n.stats.CutOff++
 		s.n.logCut(s)
-		s.signal()
+		s.kicked(k)
 		return
 	}
 	s.queue = append(s.queue, msg)
+	k := s.kickLocked()
 	s.mu.Unlock()
-	s.signal()
+	s.kicked(k)
 }
 
-// finish ends the stream once what is queued has been written, followed
-// by final.
-func (s *Subscription) finish(r endReason, final []byte) {
+// finish ends the stream once what is queued has been written.
+func (s *Subscription) finish(r endReason) {
 	s.mu.Lock()
 	if s.end == endNone {
-		s.end, s.final = r, final
+		s.end = r
 	}
+	k := s.kickLocked()
 	s.mu.Unlock()
-	s.signal()
+	s.kicked(k)
 }
 
 // take hands the writer everything queued.
-func (s *Subscription) take() (msgs [][]byte, end endReason, final []byte) {
+func (s *Subscription) take() (msgs []payload, end endReason, final payload) {
 	s.mu.Lock()
 	msgs = s.queue
 	s.queue = nil
 	end, final = s.end, s.final
 	if end != endNone {
-		s.final = nil
+		s.final = payload{}
 	}
 	s.mu.Unlock()
 	return msgs, end, final
@@ -99,6 +123,9 @@ func (s *Subscription) interrupt() {
 	s.interrupted = true
 	if s.rc != nil {
 		_ = s.rc.SetWriteDeadline(time.Now().Add(closeTimeout))
+	}
+	if w := s.wire; w != nil && w.slow {
+		_ = w.conn.SetWriteDeadline(time.Now().Add(closeTimeout))
 	}
 	s.mu.Unlock()
 }
@@ -115,8 +142,8 @@ func (s *Subscription) setWriteDeadline() {
 	s.mu.Unlock()
 }
 
-// Close unregisters the subscription. The stream's goroutine calls it
-// when it returns.
+// Close unregisters the subscription. Whoever ends the stream calls it:
+// the serving goroutine when it returns, or the wire writers.
 func (s *Subscription) Close() {
 	s.closeOnce.Do(func() {
 		s.n.unsubscribe(s)
@@ -126,13 +153,12 @@ func (s *Subscription) Close() {
 
 var (
 	openingComment = []byte(": watching\n\n")
-	keepalive      = []byte(": keepalive\n\n")
-	closingComment = []byte(": closing\n\n")
+	keepalive      = textPayload(": keepalive\n\n")
+	closingComment = textPayload(": closing\n\n")
 )
 
-// serve writes the stream until the client leaves, the subscription ends
-// or the Notifier closes.
-func (s *Subscription) serve(w http.ResponseWriter, r *http.Request) error {
+// open sends the response header and the first comment.
+func (s *Subscription) open(w http.ResponseWriter) error {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -144,38 +170,41 @@ func (s *Subscription) serve(w http.ResponseWriter, r *http.Request) error {
 	s.mu.Lock()
 	s.rc = rc
 	s.mu.Unlock()
+	s.setWriteDeadline()
+	if _, err := w.Write(openingComment); err != nil {
+		return err
+	}
+	return rc.Flush()
+}
+
+// serve writes the stream until the client leaves, the subscription ends
+// or the Notifier closes. open has been called.
+func (s *Subscription) serve(w http.ResponseWriter, r *http.Request) error {
+	rc := http.NewResponseController(w)
 	defer func() {
 		s.mu.Lock()
 		s.rc = nil
 		s.mu.Unlock()
 		_ = rc.SetWriteDeadline(time.Time{})
 	}()
-
-	s.setWriteDeadline()
-	if _, err := w.Write(openingComment); err != nil {
-		return err
-	}
-	if err := rc.Flush(); err != nil {
-		return err
-	}
 	ticker := time.NewTicker(s.n.cfg.Keepalive)
 	defer ticker.Stop()
 	for {
 		msgs, end, final := s.take()
-		if len(msgs) > 0 || final != nil || end == endClosing {
+		if len(msgs) > 0 || final.chunk != nil || end == endClosing {
 			s.setWriteDeadline()
 			for _, m := range msgs {
-				if _, err := w.Write(m); err != nil {
+				if _, err := w.Write(m.event()); err != nil {
 					return err
 				}
 			}
-			if final != nil {
-				if _, err := w.Write(final); err != nil {
+			if final.chunk != nil {
+				if _, err := w.Write(final.event()); err != nil {
 					return err
 				}
 			}
 			if end == endClosing {
-				if _, err := w.Write(closingComment); err != nil {
+				if _, err := w.Write(closingComment.event()); err != nil {
 					return err
 				}
 			}
@@ -192,7 +221,7 @@ func (s *Subscription) serve(w http.ResponseWriter, r *http.Request) error {
 		case <-s.wake:
 		case <-ticker.C:
 			s.setWriteDeadline()
-			if _, err := w.Write(keepalive); err != nil {
+			if _, err := w.Write(keepalive.event()); err != nil {
 				return err
 			}
 			if err := rc.Flush(); err != nil {
