@@ -590,6 +590,9 @@ func TestFSNotifyReloadEndsStreams(t *testing.T) {
 	base := startNotify(t, root)
 	port := strings.TrimPrefix(base, "http://127.0.0.1:")
 	s := ssetest.MustOpen(t, testutil.Client(), notifyURL(base, encRef("/"), ""), nil)
+	if g := servingGoroutines(); g != 0 {
+		t.Errorf("%d goroutines serve the HTTP/1.1 stream; it should be taken over", g)
+	}
 
 	testutil.Load(t, fmt.Sprintf(":%s {\n\tfs_notify {\n\t\troot %s\n\t\tkeepalive 5s\n\t}\n}\n", port, root))
 	if _, ended := s.Ended(arrive); !ended {

@@ -35,7 +35,8 @@ type Subscription struct {
 	queue       []payload
 	end         endReason
 	final       payload // sent after the queue when the stream ends; may be empty
-	rc          *http.ResponseController
+	rc          *http.ResponseController // the serving goroutine's, through the handler chain
+	server      *http.ResponseController // the server's own writer's, safe from other goroutines
 	interrupted bool
 	wire        *wire // set once the connection is taken over; never reset
 	closeOnce   sync.Once
@@ -121,8 +122,10 @@ func (s *Subscription) take() (msgs []payload, end endReason, final payload) {
 func (s *Subscription) interrupt() {
 	s.mu.Lock()
 	s.interrupted = true
-	if s.rc != nil {
-		_ = s.rc.SetWriteDeadline(time.Now().Add(closeTimeout))
+	if s.server != nil {
+		// Not through the handler chain, whose writers may not expect a
+		// call from another goroutine than the request's.
+		_ = s.server.SetWriteDeadline(time.Now().Add(closeTimeout))
 	}
 	if w := s.wire; w != nil && w.slow {
 		_ = w.conn.SetWriteDeadline(time.Now().Add(closeTimeout))
@@ -157,6 +160,17 @@ var (
 	closingComment = textPayload(": closing\n\n")
 )
 
+// serverWriter is the writer under w's wrappers: the server's own.
+func serverWriter(w http.ResponseWriter) http.ResponseWriter {
+	for {
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return w
+		}
+		w = u.Unwrap()
+	}
+}
+
 // open sends the response header and the first comment.
 func (s *Subscription) open(w http.ResponseWriter) error {
 	h := w.Header()
@@ -169,6 +183,7 @@ func (s *Subscription) open(w http.ResponseWriter) error {
 	rc := http.NewResponseController(w)
 	s.mu.Lock()
 	s.rc = rc
+	s.server = http.NewResponseController(serverWriter(w))
 	s.mu.Unlock()
 	s.setWriteDeadline()
 	if _, err := w.Write(openingComment); err != nil {
@@ -183,7 +198,7 @@ func (s *Subscription) serve(w http.ResponseWriter, r *http.Request) error {
 	rc := http.NewResponseController(w)
 	defer func() {
 		s.mu.Lock()
-		s.rc = nil
+		s.rc, s.server = nil, nil
 		s.mu.Unlock()
 		_ = rc.SetWriteDeadline(time.Time{})
 	}()

@@ -239,14 +239,7 @@ func takeOver(w http.ResponseWriter) (net.Conn, bool) {
 	if w.Header().Get("Content-Encoding") != "" {
 		return nil, false
 	}
-	for {
-		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
-		if !ok {
-			break
-		}
-		w = u.Unwrap()
-	}
-	hj, ok := w.(http.Hijacker)
+	hj, ok := serverWriter(w).(http.Hijacker)
 	if !ok {
 		return nil, false
 	}
@@ -270,7 +263,7 @@ func (h *wireHub) add(s *Subscription, conn net.Conn, chunked bool, ref string) 
 	}
 	s.mu.Lock()
 	s.wire = w
-	s.rc = nil
+	s.rc, s.server = nil, nil
 	s.mu.Unlock()
 
 	h.mu.Lock()

@@ -1,0 +1,292 @@
+//go:build linux
+
+package notifier
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/etaggate/etaggate/notifier/ssetest"
+)
+
+// rawStream is a stream read over a bare connection, with no goroutine of
+// its own, so that a test can count the server's goroutines.
+type rawStream struct {
+	conn net.Conn
+	br   *bufio.Reader
+	resp *http.Response
+}
+
+// dialRaw opens a stream with a request of the given protocol version;
+// rcvbuf, if not 0, shrinks the client's receive buffer. It returns once
+// the first comment has been read.
+func dialRaw(t *testing.T, base, path, proto string, rcvbuf int) *rawStream {
+	t.Helper()
+	d := net.Dialer{}
+	if rcvbuf > 0 {
+		d.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
+			})
+			if err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	host := strings.TrimPrefix(base, "http://")
+	conn, err := d.Dial("tcp", host)
+	must(t, err)
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "GET %s %s\r\nHost: %s\r\n\r\n", path, proto, host)
+	must(t, conn.SetReadDeadline(time.Now().Add(arrive)))
+	br := bufio.NewReaderSize(conn, 1024)
+	req, _ := http.NewRequest("GET", base+path, nil)
+	resp, err := http.ReadResponse(br, req)
+	must(t, err)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	line := make([]byte, len(openingComment))
+	_, err = io.ReadFull(resp.Body, line)
+	must(t, err)
+	if !bytes.Equal(line, openingComment) {
+		t.Fatalf("first bytes %q, want %q", line, openingComment)
+	}
+	must(t, conn.SetReadDeadline(time.Time{}))
+	return &rawStream{conn: conn, br: br, resp: resp}
+}
+
+// until reads the body up to and including the first occurrence of want.
+func (r *rawStream) until(t *testing.T, want string) string {
+	t.Helper()
+	must(t, r.conn.SetReadDeadline(time.Now().Add(arrive)))
+	var got []byte
+	buf := make([]byte, 4096)
+	for !bytes.Contains(got, []byte(want)) {
+		k, err := r.resp.Body.Read(buf)
+		got = append(got, buf[:k]...)
+		if err != nil {
+			t.Fatalf("reading until %q: %v; read %q", want, err, got)
+		}
+	}
+	return string(got)
+}
+
+// servingGoroutines counts the goroutines serving a stream through
+// net/http, rather than the wire hub.
+func servingGoroutines() int {
+	var buf bytes.Buffer
+	_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
+	n := 0
+	for _, g := range strings.Split(buf.String(), "\n\n") {
+		if strings.Contains(g, "notifier.(*Subscription).serve") {
+			var k int
+			fmt.Sscanf(g, "%d @", &k)
+			n += k
+		}
+	}
+	return n
+}
+
+// TestTakenOverStreams checks the streams the wire hub writes itself:
+// HTTP/1.1 keeps its chunked framing and ends with the last chunk,
+// HTTP/1.0 ends with the connection; no goroutine is left per stream; a
+// client that hangs up frees its place at once; Close ends the rest.
+func TestTakenOverStreams(t *testing.T) {
+	root := t.TempDir()
+	n, err := New(Config{Root: root, Batch: time.Millisecond, Keepalive: 50 * time.Millisecond, MaxSubscribers: 100})
+	must(t, err)
+	srv := httptest.NewServer(n)
+	defer srv.Close()
+	defer n.Close()
+	time.Sleep(50 * time.Millisecond)
+	runtime.GC()
+	baseline := runtime.NumGoroutine()
+
+	const streams = 40
+	var raw []*rawStream
+	for i := range streams {
+		proto := []string{"HTTP/1.1", "HTTP/1.0"}[i%2]
+		raw = append(raw, dialRaw(t, srv.URL, "/v1/files/%2F/notify", proto, 0))
+	}
+	waitFor(t, func() bool { return n.Stats().TakenOver == streams }, "every stream taken over")
+	if g := runtime.NumGoroutine() - baseline; g >= streams/4 {
+		t.Errorf("%d more goroutines for %d streams", g, streams)
+	}
+	if g := servingGoroutines(); g != 0 {
+		t.Errorf("%d streams served by a goroutine", g)
+	}
+	for i, r := range raw {
+		te := r.resp.TransferEncoding
+		if i%2 == 0 && !slices.Equal(te, []string{"chunked"}) || i%2 == 1 && len(te) != 0 {
+			t.Errorf("%s: Transfer-Encoding %v", r.resp.Proto, te)
+		}
+		if r.resp.Header.Get("Content-Type") != "text/event-stream" {
+			t.Errorf("Content-Type %q", r.resp.Header.Get("Content-Type"))
+		}
+	}
+
+	touch(t, filepath.Join(root, "first"))
+	for _, r := range raw {
+		got := r.until(t, `"path":"first"`)
+		if !strings.Contains(got, "id: ") || !strings.Contains(got, "\ndata: [") {
+			t.Errorf("%s: %q is not an event", r.resp.Proto, got)
+		}
+		r.until(t, ": keepalive\n\n")
+	}
+
+	// Half the clients hang up: their places are freed without a write.
+	for _, r := range raw[:streams/2] {
+		r.conn.Close()
+	}
+	waitFor(t, func() bool { return n.Stats().Subscribers == streams/2 }, "departed clients unsubscribed")
+	if st := n.Stats(); st.TakenOver != streams/2 {
+		t.Errorf("%d taken-over streams after half left, want %d", st.TakenOver, streams/2)
+	}
+
+	must(t, n.Close())
+	for _, r := range raw[streams/2:] {
+		must(t, r.conn.SetReadDeadline(time.Now().Add(arrive)))
+		rest, err := io.ReadAll(r.resp.Body)
+		if err != nil {
+			t.Errorf("%s: stream did not end cleanly: %v", r.resp.Proto, err)
+		}
+		if !bytes.HasSuffix(rest, []byte(": closing\n\n")) {
+			t.Errorf("%s: stream ended with %q, want a closing comment", r.resp.Proto, rest)
+		}
+	}
+	deadline := time.Now().Add(arrive)
+	for runtime.NumGoroutine() > baseline-3 && time.Now().Before(deadline) { // the Notifier's own are gone too
+		time.Sleep(10 * time.Millisecond)
+	}
+	if g := runtime.NumGoroutine(); g > baseline-3 {
+		var buf bytes.Buffer
+		_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
+		t.Errorf("%d goroutines after Close, %d with the Notifier running:\n%s", g, baseline, buf.String())
+	}
+}
+
+// TestTakenOverReplay checks that a reconnecting client whose connection
+// is taken over gets what it missed, after the first comment.
+func TestTakenOverReplay(t *testing.T) {
+	root := t.TempDir()
+	n, base := start(t, Config{Root: root})
+	s := ssetest.MustOpen(t, client(), streamURL(base, encode("/"), ""), nil)
+	touch(t, filepath.Join(root, "a"))
+	ev, err := s.Next(arrive)
+	must(t, err)
+	s.Close()
+	touch(t, filepath.Join(root, "missed"))
+	waitFor(t, func() bool { return n.Stats().Frames >= 2 }, "the second event")
+
+	again := ssetest.MustOpen(t, client(), streamURL(base, encode("/"), ""), http.Header{"Last-Event-ID": {ev.ID}})
+	got := again.Collect(t, arrive, func(ns []ssetest.Notification) bool { return len(ns) > 0 })
+	if len(got) != 1 || got[0].Path != "missed" {
+		t.Errorf("replayed %v, want the missed file alone", got)
+	}
+	if st := n.Stats(); st.TakenOver != 1 {
+		t.Errorf("%d streams taken over, want 1", st.TakenOver)
+	}
+}
+
+// TestTakenOverSlowSubscriber stalls one taken-over client while another
+// reads: the fast one receives everything, the stalled one is sent an
+// overflow event and its stream ends cleanly, once it reads again.
+func TestTakenOverSlowSubscriber(t *testing.T) {
+	root := t.TempDir()
+	deep := root
+	for i := range 100 {
+		deep = filepath.Join(deep, fmt.Sprintf("level-%03d-%s", i, strings.Repeat("d", 18)))
+	}
+	must(t, os.MkdirAll(deep, 0o755))
+	n, base := start(t, Config{Root: root, Batch: 10 * time.Millisecond, Queue: 4})
+	stalled := dialRaw(t, base, "/v1/files/%2F/notify?recursive=true", "HTTP/1.1", 4096)
+	fast := ssetest.MustOpen(t, client(), streamURL(base, encode("/"), "recursive=true"), nil)
+	waitFor(t, func() bool { return n.Stats().TakenOver == 2 }, "both streams taken over")
+
+	const files = 6000
+	for i := range files {
+		touch(t, filepath.Join(deep, fmt.Sprintf("f%05d", i)))
+		if i%50 == 0 {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	got := fast.Collect(t, arrive, func(ns []ssetest.Notification) bool { return len(ns) >= files })
+	if len(got) != files {
+		t.Errorf("fast subscriber got %d notifications, want %d", len(got), files)
+	}
+
+	must(t, stalled.conn.SetReadDeadline(time.Now().Add(arrive)))
+	rest, err := io.ReadAll(stalled.resp.Body)
+	if err != nil {
+		t.Fatalf("stalled stream did not end cleanly: %v (read %d bytes)", err, len(rest))
+	}
+	events := bytes.Split(bytes.TrimSpace(rest), []byte("\n\n"))
+	if last := string(events[len(events)-1]); !strings.Contains(last, "event: overflow") || !strings.Contains(last, `"reason":"subscriber_queue"`) {
+		t.Errorf("stalled stream's last event is %q, want an overflow event", last)
+	}
+	if k := bytes.Count(rest, []byte(`"child_file_added"`)); k >= files {
+		t.Errorf("stalled subscriber received all %d notifications; it was never cut off", k)
+	}
+	if st := n.Stats(); st.CutOff != 1 {
+		t.Errorf("%d subscribers cut off, want 1", st.CutOff)
+	}
+}
+
+// TestStreamsNotTakenOver checks the streams that keep a goroutine: HTTP/2
+// and HTTP/1.1 over TLS.
+func TestStreamsNotTakenOver(t *testing.T) {
+	for _, h2 := range []bool{true, false} {
+		t.Run(map[bool]string{true: "HTTP/2", false: "HTTP/1.1 over TLS"}[h2], func(t *testing.T) {
+			root := t.TempDir()
+			n, err := New(Config{Root: root, Batch: time.Millisecond, Keepalive: 50 * time.Millisecond})
+			must(t, err)
+			srv := httptest.NewUnstartedServer(n)
+			srv.EnableHTTP2 = true
+			srv.StartTLS()
+			defer srv.Close()
+			defer n.Close()
+			c := srv.Client()
+			if !h2 {
+				c.Transport.(*http.Transport).TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+			}
+			s := ssetest.MustOpen(t, c, streamURL(srv.URL, encode("/"), ""), nil)
+			if s.Resp.ProtoMajor != map[bool]int{true: 2, false: 1}[h2] {
+				t.Fatalf("served over %s", s.Resp.Proto)
+			}
+			touch(t, filepath.Join(root, "f"))
+			s.Collect(t, arrive, func(ns []ssetest.Notification) bool { return ssetest.Has(ns, "child_file_added", "f") })
+			waitFor(t, func() bool { return slices.Contains(s.Comments(), ": keepalive") }, "a keep-alive comment")
+			if st := n.Stats(); st.TakenOver != 0 || st.Subscribers != 1 {
+				t.Errorf("%d streams taken over of %d", st.TakenOver, st.Subscribers)
+			}
+			if g := servingGoroutines(); g != 1 {
+				t.Errorf("%d goroutines serving streams, want 1", g)
+			}
+			must(t, n.Close())
+			if _, ended := s.Ended(arrive); !ended || s.Err() != io.EOF {
+				t.Errorf("stream after Close: ended %v, %v", ended, s.Err())
+			}
+			if c := s.Comments(); c[len(c)-1] != ": closing" {
+				t.Errorf("last comment %q, want \": closing\"", c[len(c)-1])
+			}
+		})
+	}
+}
