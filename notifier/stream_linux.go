@@ -34,7 +34,7 @@ type Subscription struct {
 	wake        chan struct{} // cap 1; the serving goroutine's, until taken over
 	queue       []payload
 	end         endReason
-	final       payload // sent after the queue when the stream ends; may be empty
+	final       payload                  // sent after the queue when the stream ends; may be empty
 	rc          *http.ResponseController // the serving goroutine's, through the handler chain
 	server      *http.ResponseController // the server's own writer's, safe from other goroutines
 	interrupted bool
