@@ -89,16 +89,17 @@ func (n *Notifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	n.log.Debug("stream opened", zap.String("ref", ref), zap.Bool("recursive", rec),
 		zap.String("remote_addr", r.RemoteAddr), zap.Bool("last_event_id", hasLastID))
-	if err := s.open(w); err != nil {
-		s.Close()
-		n.log.Debug("stream closed", zap.String("ref", ref), zap.String("remote_addr", r.RemoteAddr), zap.NamedError("cause", err))
-		return
-	}
 	// HTTP/1.x on a plain connection: the wire hub writes the stream from
 	// here on, and the request's goroutine and buffers go. HTTP/2 and
 	// HTTP/3 streams share their connection, and a TLS connection needs a
 	// goroutine to write through: those are served here until they end.
-	if r.ProtoMajor == 1 && r.TLS == nil {
+	plain := r.ProtoMajor == 1 && r.TLS == nil
+	if err := s.open(w, plain); err != nil {
+		s.Close()
+		n.log.Debug("stream closed", zap.String("ref", ref), zap.String("remote_addr", r.RemoteAddr), zap.NamedError("cause", err))
+		return
+	}
+	if plain {
 		if conn, ok := takeOver(w); ok {
 			n.wires.add(s, conn, r.ProtoAtLeast(1, 1), ref)
 			return

@@ -171,13 +171,17 @@ func serverWriter(w http.ResponseWriter) http.ResponseWriter {
 	}
 }
 
-// open sends the response header and the first comment.
-func (s *Subscription) open(w http.ResponseWriter) error {
+// open sends the response header and the first comment. A stream to be
+// taken over says that its connection ends with it: it is closed then.
+func (s *Subscription) open(w http.ResponseWriter, takeOver bool) error {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	h.Del("Content-Length")
+	if takeOver {
+		h.Set("Connection", "close")
+	}
 	w.WriteHeader(http.StatusOK)
 
 	rc := http.NewResponseController(w)

@@ -21,8 +21,8 @@ import (
 // A stream over HTTP/1.x on a plain connection is taken over from net/http
 // once its header and first comment are sent: the handler returns, and with
 // it go the request's goroutine, net/http's background reader and its
-// buffers, leaving a few hundred bytes per idle stream. From then on the
-// wire hub writes the stream:
+// buffers, leaving about a kilobyte per idle stream. From then on the wire
+// hub writes the stream:
 //
 //   - a few writer goroutines write each payload, encoded once, to every
 //     connection that has something queued, without ever waiting: a write
@@ -36,10 +36,12 @@ import (
 //   - one goroutine sends the keep-alive comments, spread over the
 //     interval in keepaliveGroups groups.
 //
-// An HTTP/1.1 response keeps the chunked framing net/http gave it: each
-// payload carries its chunk header, and the stream ends with the last
-// chunk, so a client tells a clean end from a cut connection. HTTP/1.0 has
-// no chunks; its stream ends when the connection closes.
+// An HTTP/1.1 response keeps the chunked framing net/http gave it (it has
+// no Content-Length): each payload carries its chunk header, and the
+// stream ends with the last chunk, so a client tells a clean end from a
+// cut connection. HTTP/1.0 has no chunks; its stream ends when the
+// connection closes. Either way the connection is closed after the
+// stream, as its header (Connection: close) told the client.
 
 // keepaliveGroups is the number of groups whose keep-alive comments are
 // sent one after the other over the keep-alive interval.

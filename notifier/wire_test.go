@@ -141,6 +141,9 @@ func TestTakenOverStreams(t *testing.T) {
 		if r.resp.Header.Get("Content-Type") != "text/event-stream" {
 			t.Errorf("Content-Type %q", r.resp.Header.Get("Content-Type"))
 		}
+		if i%2 == 0 && !r.resp.Close {
+			t.Errorf("%s: the response does not say the connection closes with it", r.resp.Proto)
+		}
 	}
 
 	touch(t, filepath.Join(root, "first"))
