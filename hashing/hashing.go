@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"hash"
 
-	"github.com/zeebo/xxh3"
 	"github.com/zeebo/blake3"
+	"github.com/zeebo/xxh3"
 )
 
 // Algorithm names a hash function that turns a body into an entity-tag.
