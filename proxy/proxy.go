@@ -151,8 +151,8 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := m.ServeHTTP(w, r, n); err != nil {
-			m.log.Error("request failed", zap.Error(err))
-			http.Error(w, http.StatusText(http.StatusBadGateway), http.StatusBadGateway)
+			m.log.Error("request failed", requestFields(r, zap.Error(err))...)
+			problem.Write(w, problem.New(m.gatewayStatus(err), err.Error()))
 		}
 	})
 }
