@@ -118,6 +118,16 @@ func (m *FSNotify) Provision(ctx caddy.Context) error {
 	}
 	m.engine = engine
 	m.servers = &serverSet{m: make(map[*http.Server]struct{})}
+	if reg := ctx.GetMetricsRegistry(); reg != nil {
+		ok, err := registerNotifyCollector(reg, newNotifyCollector(engine, m.Prefix))
+		if err != nil {
+			return fmt.Errorf("fs_notify: registering metrics: %w", err)
+		}
+		if !ok {
+			m.logger.Warn("another fs_notify handler watches the same root and prefix; only the first one's metrics are exported",
+				zap.String("root", engine.Root()), zap.String("prefix", m.Prefix))
+		}
+	}
 	m.logger.Info("watching for change notifications",
 		zap.String("root", engine.Root()), zap.String("prefix", m.Prefix))
 	return nil
