@@ -210,7 +210,12 @@ func (e fieldError) Unwrap() error { return e.err }
 // hasPreconditions reports whether r carries a precondition that guards a
 // write: If-Match, If-None-Match or If-Unmodified-Since.
 func hasPreconditions(h http.Header) bool {
-	return len(h["If-Match"]) > 0 || len(h["If-None-Match"]) > 0 || len(h["If-Unmodified-Since"]) > 0
+	for _, f := range writeConditionals {
+		if len(h[f]) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // first returns the first value of a header given in canonical form; unlike
