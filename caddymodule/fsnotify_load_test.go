@@ -83,7 +83,7 @@ func TestFSNotifySlowSubscriberCutOff(t *testing.T) {
 	base := startNotify(t, root, "queue 1")
 	stalled := openStalled(t, base, "/v1/files/%2F/notify?recursive=true")
 	fast := ssetest.MustOpen(t, testutil.Client(), notifyURL(base, encRef("/"), "recursive=true"), nil)
-	if g := servingGoroutines(); g != 0 {
+	if g := ssetest.ServingGoroutines(); g != 0 {
 		t.Errorf("%d goroutines serve the HTTP/1.1 streams; they should be taken over", g)
 	}
 

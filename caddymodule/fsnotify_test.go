@@ -590,7 +590,7 @@ func TestFSNotifyReloadEndsStreams(t *testing.T) {
 	base := startNotify(t, root)
 	port := strings.TrimPrefix(base, "http://127.0.0.1:")
 	s := ssetest.MustOpen(t, testutil.Client(), notifyURL(base, encRef("/"), ""), nil)
-	if g := servingGoroutines(); g != 0 {
+	if g := ssetest.ServingGoroutines(); g != 0 {
 		t.Errorf("%d goroutines serve the HTTP/1.1 stream; it should be taken over", g)
 	}
 

@@ -3,15 +3,12 @@
 package caddymodule
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
-	"runtime/pprof"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,22 +17,6 @@ import (
 	"github.com/etaggate/etaggate/internal/testutil"
 	"github.com/etaggate/etaggate/notifier/ssetest"
 )
-
-// servingGoroutines counts the goroutines serving a stream through
-// net/http; a stream whose connection fs_notify took over has none.
-func servingGoroutines() int {
-	var buf bytes.Buffer
-	_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
-	n := 0
-	for _, g := range strings.Split(buf.String(), "\n\n") {
-		if strings.Contains(g, "notifier.(*Subscription).serve") {
-			var k int
-			fmt.Sscanf(g, "%d @", &k)
-			n += k
-		}
-	}
-	return n
-}
 
 // TestFSNotifyTakenOver checks an HTTP/1.1 stream through Caddy, with its
 // access log on: the connection is taken over (no goroutine serves it),
@@ -74,7 +55,7 @@ func TestFSNotifyTakenOver(t *testing.T) {
 		s.Collect(t, arrive, func(ns []ssetest.Notification) bool { return ssetest.Has(ns, "child_file_added", "f") })
 	}
 	// Once events flow, a stream served by a goroutine would be in it.
-	if g := servingGoroutines(); g != 0 {
+	if g := ssetest.ServingGoroutines(); g != 0 {
 		t.Errorf("%d goroutines serve HTTP/1.1 streams, want none", g)
 	}
 	deadline := time.Now().Add(arrive)
@@ -99,7 +80,7 @@ func TestFSNotifyStopEndsStreams(t *testing.T) {
 	for _, s := range streams {
 		s.Collect(t, arrive, func(ns []ssetest.Notification) bool { return ssetest.Has(ns, "child_file_added", "f") })
 	}
-	if g := servingGoroutines(); g != 0 {
+	if g := ssetest.ServingGoroutines(); g != 0 {
 		t.Errorf("%d goroutines serve HTTP/1.1 streams, want none", g)
 	}
 	must(t, caddy.Stop())
@@ -159,7 +140,7 @@ func TestFSNotifyHTTP2(t *testing.T) {
 	}
 	writeFile(t, filepath.Join(root, "over-h2"), "")
 	s.Collect(t, arrive, func(ns []ssetest.Notification) bool { return ssetest.Has(ns, "child_file_added", "over-h2") })
-	if g := servingGoroutines(); g != 1 {
+	if g := ssetest.ServingGoroutines(); g != 1 {
 		t.Errorf("%d goroutines serve the HTTP/2 stream, want 1", g)
 	}
 

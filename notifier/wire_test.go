@@ -89,22 +89,6 @@ func (r *rawStream) until(t *testing.T, want string) string {
 	return string(got)
 }
 
-// servingGoroutines counts the goroutines serving a stream through
-// net/http, rather than the wire hub.
-func servingGoroutines() int {
-	var buf bytes.Buffer
-	_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
-	n := 0
-	for _, g := range strings.Split(buf.String(), "\n\n") {
-		if strings.Contains(g, "notifier.(*Subscription).serve") {
-			var k int
-			fmt.Sscanf(g, "%d @", &k)
-			n += k
-		}
-	}
-	return n
-}
-
 // TestTakenOverStreams checks the streams the wire hub writes itself:
 // HTTP/1.1 keeps its chunked framing and ends with the last chunk,
 // HTTP/1.0 ends with the connection; no goroutine is left per stream; a
@@ -130,7 +114,7 @@ func TestTakenOverStreams(t *testing.T) {
 	if g := runtime.NumGoroutine() - baseline; g >= streams/4 {
 		t.Errorf("%d more goroutines for %d streams", g, streams)
 	}
-	if g := servingGoroutines(); g != 0 {
+	if g := ssetest.ServingGoroutines(); g != 0 {
 		t.Errorf("%d streams served by a goroutine", g)
 	}
 	for i, r := range raw {
@@ -280,7 +264,7 @@ func TestStreamsNotTakenOver(t *testing.T) {
 			if st := n.Stats(); st.TakenOver != 0 || st.Subscribers != 1 {
 				t.Errorf("%d streams taken over of %d", st.TakenOver, st.Subscribers)
 			}
-			if g := servingGoroutines(); g != 1 {
+			if g := ssetest.ServingGoroutines(); g != 1 {
 				t.Errorf("%d goroutines serving streams, want 1", g)
 			}
 			must(t, n.Close())

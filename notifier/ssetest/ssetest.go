@@ -5,12 +5,14 @@ package ssetest
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -274,4 +276,20 @@ func Index(ns []Notification, typ, path string) int {
 		}
 	}
 	return -1
+}
+
+// ServingGoroutines counts the goroutines serving a stream through net/http,
+// one per stream; a stream whose connection the notifier took over has none.
+func ServingGoroutines() int {
+	var buf bytes.Buffer
+	_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
+	n := 0
+	for _, g := range strings.Split(buf.String(), "\n\n") {
+		if strings.Contains(g, "notifier.(*Subscription).serve") {
+			var k int
+			fmt.Sscanf(g, "%d @", &k)
+			n += k
+		}
+	}
+	return n
 }
