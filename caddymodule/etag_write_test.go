@@ -293,17 +293,21 @@ type wrCase struct {
 	field  string // the header a 400 or 412 names
 }
 
+// wrHeaderLines returns request header lines in which $E stands for the
+// current ETag.
+func wrHeaderLines(lines ...string) func(string) []string {
+	return func(e string) []string {
+		out := make([]string, len(lines))
+		for i, l := range lines {
+			out[i] = strings.ReplaceAll(l, "$E", e)
+		}
+		return out
+	}
+}
+
 func wrCases(lm time.Time) []wrCase {
 	date := func(d time.Duration) string { return lm.Add(d).UTC().Format(http.TimeFormat) }
-	h := func(lines ...string) func(string) []string {
-		return func(e string) []string {
-			out := make([]string, len(lines))
-			for i, l := range lines {
-				out[i] = strings.ReplaceAll(l, "$E", e)
-			}
-			return out
-		}
-	}
+	h := wrHeaderLines
 	return []wrCase{
 		// If-Match on an existing resource: strong comparison.
 		{"If-Match current", true, h("If-Match: $E"), 0, ""},
@@ -349,15 +353,7 @@ func wrCases(lm time.Time) []wrCase {
 
 // wrRequireCases run with require_precondition.
 func wrRequireCases(lm time.Time) []wrCase {
-	h := func(lines ...string) func(string) []string {
-		return func(e string) []string {
-			out := make([]string, len(lines))
-			for i, l := range lines {
-				out[i] = strings.ReplaceAll(l, "$E", e)
-			}
-			return out
-		}
-	}
+	h := wrHeaderLines
 	return []wrCase{
 		{"no precondition", true, h(), 428, ""},
 		{"missing: no precondition", false, h(), 428, ""},
