@@ -104,7 +104,11 @@ func (e *checkError) Unwrap() error { return e.err }
 // route, carrying the client's headers so that the ETag it computes is the
 // one that client saw.
 func (m *Middleware) current(r *http.Request, rk resourceKey, next Handler, fromCache bool) (current, error) {
-	vk := variantOf(rk, m.vary, r.Header)
+	// The variant key matters only where the cache is read or filled.
+	var vk variantKey
+	if m.cfg.Verify == VerifyCache {
+		vk = variantOf(rk, m.vary, r.Header)
+	}
 	if fromCache {
 		if e, ok := m.cache.get(rk, vk, r.Header); ok {
 			cur := current{exists: true, etag: hashing.Tag{Opaque: e.etag}}
