@@ -180,7 +180,7 @@ func evaluate(r *http.Request, cur current) (verdict, error) {
 // checkSyntax reports the first malformed entity-tag list in r, so that a
 // bad request is refused before anything goes upstream.
 func checkSyntax(r *http.Request) error {
-	for _, name := range [...]string{"If-Match", "If-None-Match"} {
+	for _, name := range tagListFields {
 		v := r.Header[name]
 		if len(v) == 0 {
 			continue

@@ -1,0 +1,141 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/etaggate/etaggate/hashing"
+)
+
+// forwardWriter carries a write's response to the client. When the upstream
+// answers 2xx, it invalidates the cache and, while the write lock is still
+// held, fetches the new representation to put its ETag on the response.
+type forwardWriter struct {
+	http.ResponseWriter
+	m    *Middleware
+	r    *http.Request
+	rk   resourceKey
+	next Handler
+	sent *hashingBody // a PUT's content as it went upstream, when hashed
+	done bool
+	// invalidated is set once a 2xx has invalidated the cache.
+	invalidated bool
+}
+
+func (f *forwardWriter) WriteHeader(code int) {
+	if f.done || (code >= 100 && code < 200) {
+		f.ResponseWriter.WriteHeader(code)
+		return
+	}
+	f.done = true
+	if code >= 200 && code < 300 {
+		f.afterWrite()
+	}
+	f.ResponseWriter.WriteHeader(code)
+}
+
+func (f *forwardWriter) Write(p []byte) (int, error) {
+	if !f.done {
+		f.WriteHeader(http.StatusOK)
+	}
+	return f.ResponseWriter.Write(p)
+}
+
+func (f *forwardWriter) Flush() { _ = f.FlushError() }
+
+func (f *forwardWriter) FlushError() error {
+	if !f.done {
+		f.WriteHeader(http.StatusOK)
+	}
+	return http.NewResponseController(f.ResponseWriter).Flush()
+}
+
+func (f *forwardWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(f.ResponseWriter).Hijack()
+}
+
+func (f *forwardWriter) Unwrap() http.ResponseWriter { return f.ResponseWriter }
+
+func (f *forwardWriter) afterWrite() {
+	m, h := f.m, f.ResponseWriter.Header()
+	m.cache.invalidate(f.rk)
+	f.invalidated = true
+	if t, err := hashing.ParseTag(h.Get("Etag")); err != nil || t.Weak || !m.cfg.KeepUpstreamETag {
+		delete(h, "Etag") // not a validator of ours
+	}
+	if !m.cfg.ETagAfterWrite || f.r.Method == http.MethodDelete {
+		return
+	}
+	cur, err := m.current(f.r, f.rk, f.next, false)
+	if err != nil {
+		m.log.Warn("cannot read the representation after a write; answering without ETag", requestFields(f.r, zap.Error(err))...)
+		return
+	}
+	if !cur.exists || cur.etag.Opaque == "" {
+		return
+	}
+	if f.r.Method == http.MethodPut && !f.sent.matches(cur.digest) {
+		// The upstream stored something other than the content it was
+		// sent (normalised, or with fields of its own): an ETag here would
+		// tell the client its own body is the new representation, which
+		// RFC 9110 §9.3.4 forbids. The client GETs the new ETag instead.
+		m.log.Debug("PUT content was transformed upstream; answering without ETag", requestFields(f.r)...)
+		return
+	}
+	h["Etag"] = []string{cur.etag.Opaque}
+	exposeETag(h)
+}
+
+// hashingBody hashes a request body as the rest of the route reads it. The
+// transport may still be sending the body when the response arrives, so
+// the hash is guarded.
+type hashingBody struct {
+	io.ReadCloser
+	length int64 // the declared Content-Length, -1 when unknown
+	mu     sync.Mutex
+	h      hashing.Hasher
+	n      int64
+	eof    bool // the whole body was read
+}
+
+func (b *hashingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.mu.Lock()
+	if b.h != nil {
+		_, _ = b.h.Write(p[:n])
+		b.n += int64(n)
+		// A transport sends a body of known length without waiting for
+		// io.EOF, so the upstream may answer before that read happens.
+		if err == io.EOF || (b.length >= 0 && b.n == b.length) {
+			b.eof = true
+		}
+	}
+	b.mu.Unlock()
+	return n, err
+}
+
+// release returns the hasher to its pool; reads still under way in the
+// transport after that no longer touch it.
+func (b *hashingBody) release(pool *sync.Pool) {
+	b.mu.Lock()
+	h := b.h
+	b.h = nil
+	b.mu.Unlock()
+	pool.Put(h)
+}
+
+// matches reports whether the whole body was read and hashes to digest.
+func (b *hashingBody) matches(digest string) bool {
+	if b == nil || digest == "" {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var buf [80]byte
+	return b.eof && b.h != nil && string(b.h.AppendETag(buf[:0])) == digest
+}

@@ -1,0 +1,96 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/etaggate/etaggate/hashing"
+	"github.com/etaggate/etaggate/internal/problem"
+)
+
+func (m *Middleware) badRequest(w http.ResponseWriter, r *http.Request, err error) {
+	field := ""
+	var fe fieldError
+	if errors.As(err, &fe) {
+		field = fe.field
+	}
+	m.observe(Malformed)
+	m.log.Info("malformed precondition", requestFields(r, zap.String("header", field), zap.Error(err))...)
+	p := problem.New(http.StatusBadRequest, err.Error()+`; entity-tags are quoted, like "abc" or W/"abc", and separated by commas`)
+	if field != "" {
+		p.Extensions = map[string]any{"header": field}
+	}
+	problem.Write(w, p)
+}
+
+func (m *Middleware) preconditionFailed(w http.ResponseWriter, r *http.Request, field string, cur hashing.Tag) {
+	m.observe(PreconditionFailed)
+	m.log.Info("precondition failed", requestFields(r, zap.String("header", field), zap.String("etag", cur.Opaque))...)
+	var detail string
+	switch {
+	case field == "If-None-Match" && r.Header.Get("If-None-Match") == "*":
+		detail = "If-None-Match: * failed: the resource already exists"
+	case field == "If-Match" && cur.Opaque == "":
+		detail = "If-Match failed: the resource does not exist or has no current ETag"
+	case field == "If-Unmodified-Since":
+		detail = "If-Unmodified-Since failed: the resource was modified after that date"
+	case field == "If-None-Match":
+		detail = "If-None-Match failed: the current ETag is in the list"
+	default:
+		detail = "If-Match failed: the resource changed since you read it; GET it again and retry with its current ETag"
+	}
+	p := problem.New(http.StatusPreconditionFailed, detail)
+	p.Extensions = map[string]any{"header": field}
+	if cur.Opaque != "" {
+		w.Header()["Etag"] = []string{cur.String()}
+		p.Extensions["etag"] = cur.String()
+	}
+	problem.Write(w, p)
+}
+
+func (m *Middleware) checkFailed(w http.ResponseWriter, r *http.Request, err error) {
+	var ce *checkError
+	if !errors.As(err, &ce) {
+		ce = &checkError{status: http.StatusBadGateway, err: err}
+	}
+	m.observe(CheckFailed)
+	m.log.Warn("cannot read the current representation; write not forwarded", requestFields(r, zap.Int("status", ce.status), zap.Error(err))...)
+	var detail string
+	if ce.status < 500 {
+		// The client may not read the resource; relay why, so it can fix it.
+		for _, k := range checkRelayed {
+			if v := ce.header[k]; len(v) > 0 {
+				w.Header()[k] = v
+			}
+		}
+		detail = fmt.Sprintf("reading the current state of %s answered %d %s, so the %s was not forwarded", r.URL.Path, ce.status, http.StatusText(ce.status), r.Method)
+	} else {
+		detail = fmt.Sprintf("could not read the current state of %s to check the preconditions (%v), so the %s was not forwarded; retry later", r.URL.Path, ce.err, r.Method)
+	}
+	problem.Write(w, problem.New(ce.status, detail))
+}
+
+func (m *Middleware) preconditionRequired(w http.ResponseWriter, r *http.Request) {
+	m.observe(PreconditionRequired)
+	m.log.Info("precondition required", requestFields(r)...)
+	problem.Write(w, problem.New(http.StatusPreconditionRequired, fmt.Sprintf(
+		"%s %s needs a precondition: GET the resource and send its ETag in If-Match, or send If-None-Match: * to create it", r.Method, r.URL.Path)))
+}
+
+// gatewayStatus maps an error from the rest of the route to 504 for a
+// timeout and 502 for anything else.
+func (m *Middleware) gatewayStatus(err error) int {
+	if m.cfg.ErrorStatus != nil && m.cfg.ErrorStatus(err) == http.StatusGatewayTimeout {
+		return http.StatusGatewayTimeout
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
+}

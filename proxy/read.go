@@ -1,0 +1,106 @@
+package proxy
+
+import (
+	"net/http"
+	"strconv"
+)
+
+// serveRead answers a GET or HEAD: a 200 is buffered and hashed, and the
+// preconditions are evaluated against the ETag that gives it.
+func (m *Middleware) serveRead(w http.ResponseWriter, r *http.Request, next Handler) error {
+	if err := checkSyntax(r); err != nil {
+		m.badRequest(w, r, err)
+		return nil
+	}
+	up := r
+	var hidden [len(conditionalFields)][]string
+	if r.Method == http.MethodHead {
+		// A HEAD goes upstream as a GET: the ETag needs the body a GET
+		// would have, and the headers must be exactly a GET's.
+		up = r.Clone(r.Context())
+		up.Method = http.MethodGet
+		for _, f := range conditionalFields {
+			delete(up.Header, f)
+		}
+	} else {
+		// Hide the fields from the rest of the route for the duration of
+		// the call rather than cloning the request on this hot path.
+		for i, f := range conditionalFields {
+			if v := r.Header[f]; v != nil {
+				hidden[i] = v
+				delete(r.Header, f)
+			}
+		}
+		defer restoreFields(r.Header, &hidden)
+	}
+
+	var rk resourceKey
+	var gen uint64
+	useCache := m.cfg.Verify == VerifyCache
+	if useCache {
+		rk = m.resourceKey(r)
+		gen = m.cache.generation(rk)
+	}
+
+	bw := m.newWriter(w, w.Header(), r.Method == http.MethodHead)
+	defer m.releaseWriter(bw)
+	err := callNext(bw, up, next)
+	restoreFields(r.Header, &hidden) // idempotent; the defer covers panics
+	if !bw.buffered() {
+		if err != nil && bw.stopped {
+			err = nil // we stopped the body ourselves
+		}
+		m.observe(Untagged)
+		if err == nil && !bw.wrote && bw.status != 0 {
+			bw.sendHeader(bw.status) // a HEAD whose GET ended in a stop before any header went out
+		}
+		return err
+	}
+	if err != nil {
+		return err
+	}
+
+	h := w.Header()
+	etag := m.assignETag(h, bw)
+	cur := current{exists: true, etag: etag, lastModified: lastModified(h)}
+	if useCache {
+		m.cache.fill(rk, variantOf(rk, m.vary, r.Header), gen, etag.Opaque, cur.lastModified, r.Header, h)
+	}
+	exposeETag(h)
+
+	v, _ := evaluate(r, cur) // syntax was checked above
+	switch v.status {
+	case http.StatusNotModified:
+		m.observe(NotModified)
+		writeNotModified(w)
+		return nil
+	case http.StatusPreconditionFailed:
+		m.preconditionFailed(w, r, v.header, etag)
+		return nil
+	}
+	m.observe(Tagged)
+	if n := bw.buf.Len(); declaredLength(h) != int64(n) || len(h["Content-Length"]) != 1 {
+		h["Content-Length"] = []string{strconv.Itoa(n)}
+	}
+	w.WriteHeader(bw.status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(bw.buf.Bytes())
+	}
+	return nil
+}
+
+func restoreFields(h http.Header, hidden *[len(conditionalFields)][]string) {
+	for i, v := range hidden {
+		if v != nil {
+			h[conditionalFields[i]] = v
+		}
+	}
+}
+
+func writeNotModified(w http.ResponseWriter) {
+	h := w.Header()
+	for _, k := range notModifiedDrop {
+		delete(h, k)
+	}
+	w.WriteHeader(http.StatusNotModified)
+}
