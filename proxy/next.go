@@ -1,18 +1,30 @@
 package proxy
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/etaggate/etaggate/hashing"
 )
 
-// callNext runs the rest of the route, recovering the abort that a stopped
-// body provokes in reverse_proxy.
+// errAborted is what callNext returns when the rest of the route aborted
+// its response: reverse_proxy (like httputil.ReverseProxy) panics with
+// http.ErrAbortHandler when the upstream's body breaks off. What was
+// received of that response is incomplete and must not be used.
+var errAborted = errors.New("the upstream's response broke off before its end")
+
+// callNext runs the rest of the route into bw. The abort that a broken
+// upstream body provokes is recovered into errAborted, and the one that a
+// body stopped by bw provokes into nil, so that no abort reaches the
+// client's connection unless the caller decides so.
 func callNext(bw *bodyWriter, r *http.Request, next Handler) (err error) {
 	defer func() {
-		if bw.stopped {
-			if rec := recover(); rec != nil && rec != http.ErrAbortHandler {
+		if rec := recover(); rec != nil {
+			if rec != http.ErrAbortHandler {
 				panic(rec)
+			}
+			if !bw.stopped {
+				err = errAborted
 			}
 		}
 	}()

@@ -94,3 +94,22 @@ func (m *Middleware) gatewayStatus(err error) int {
 	}
 	return http.StatusBadGateway
 }
+
+// readBroke answers a read whose upstream response broke off. While nothing
+// of it has reached the client, a 502 says so; once headers or bytes have
+// left, only cutting the connection tells the client that what it got is
+// incomplete.
+func (m *Middleware) readBroke(w http.ResponseWriter, r *http.Request, bw *bodyWriter) error {
+	if bw.wrote {
+		panic(http.ErrAbortHandler)
+	}
+	m.log.Warn("the upstream's response broke off before anything was sent; answering 502", requestFields(r)...)
+	h := w.Header()
+	for _, k := range notModifiedDrop {
+		delete(h, k)
+	}
+	delete(h, "Etag")
+	problem.Write(w, problem.New(http.StatusBadGateway, fmt.Sprintf(
+		"the upstream's response to %s %s broke off before its end; retry later", r.Method, r.URL.Path)))
+	return nil
+}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 )
@@ -46,6 +47,10 @@ func (m *Middleware) serveRead(w http.ResponseWriter, r *http.Request, next Hand
 	defer m.releaseWriter(bw)
 	err := callNext(bw, up, next)
 	restoreFields(r.Header, &hidden) // idempotent; the defer covers panics
+	if errors.Is(err, errAborted) {
+		m.observe(Untagged)
+		return m.readBroke(w, r, bw)
+	}
 	if !bw.buffered() {
 		if err != nil && bw.stopped {
 			err = nil // we stopped the body ourselves
