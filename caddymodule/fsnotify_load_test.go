@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etaggate/etaggate/internal/ssetest"
 	"github.com/etaggate/etaggate/internal/testutil"
-	"github.com/etaggate/etaggate/notifier/ssetest"
 )
 
 // stalledStream opens a stream over a raw connection with a tiny receive
@@ -44,19 +44,19 @@ func openStalled(t *testing.T, base, path string) *stalledStream {
 		return serr
 	}}
 	conn, err := d.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	must(t, err)
+	testutil.Must(t, err)
 	t.Cleanup(func() { conn.Close() })
 	req, _ := http.NewRequest("GET", base+path, nil)
-	must(t, req.Write(conn))
+	testutil.Must(t, req.Write(conn))
 	br := bufio.NewReaderSize(conn, 1024)
 	resp, err := http.ReadResponse(br, req)
-	must(t, err)
+	testutil.Must(t, err)
 	if resp.StatusCode != 200 {
 		t.Fatalf("stalled client: status %d", resp.StatusCode)
 	}
 	line := make([]byte, len(": watching\n"))
 	_, err = io.ReadFull(resp.Body, line)
-	must(t, err)
+	testutil.Must(t, err)
 	if line[0] != ':' {
 		t.Fatalf("first bytes %q are not a comment", line)
 	}
@@ -79,7 +79,7 @@ func TestFSNotifySlowSubscriberCutOff(t *testing.T) {
 	for i := range 100 {
 		deep = filepath.Join(deep, fmt.Sprintf("level-%03d-%s", i, strings.Repeat("d", 18)))
 	}
-	must(t, os.MkdirAll(deep, 0o755))
+	testutil.Must(t, os.MkdirAll(deep, 0o755))
 	base := startNotify(t, root, "queue 1")
 	stalled := openStalled(t, base, "/v1/files/%2F/notify?recursive=true")
 	fast := ssetest.MustOpen(t, testutil.Client(), notifyURL(base, encRef("/"), "recursive=true"), nil)
@@ -106,7 +106,7 @@ func TestFSNotifySlowSubscriberCutOff(t *testing.T) {
 
 	// The stalled client reads again: what was in flight, then the
 	// overflow event, then the end of the stream.
-	must(t, stalled.conn.SetReadDeadline(time.Now().Add(arrive)))
+	testutil.Must(t, stalled.conn.SetReadDeadline(time.Now().Add(arrive)))
 	rest, err := io.ReadAll(stalled.resp.Body)
 	if err != nil {
 		t.Fatalf("stalled stream did not end cleanly: %v (read %d bytes)", err, len(rest))
@@ -131,7 +131,7 @@ func TestFSNotifySlowSubscriberCutOff(t *testing.T) {
 // behind when their clients leave.
 func TestFSNotifyGoroutinesReturn(t *testing.T) {
 	root := t.TempDir()
-	must(t, os.MkdirAll(filepath.Join(root, "a", "b"), 0o755))
+	testutil.Must(t, os.MkdirAll(filepath.Join(root, "a", "b"), 0o755))
 	base := startNotify(t, root)
 	client := func() *http.Client {
 		return &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
@@ -178,7 +178,7 @@ func TestFSNotifyStress(t *testing.T) {
 	for i := range 5 {
 		for j := range 5 {
 			d := filepath.Join(fmt.Sprintf("a%d", i), fmt.Sprintf("b%d", j))
-			must(t, os.MkdirAll(filepath.Join(root, d), 0o755))
+			testutil.Must(t, os.MkdirAll(filepath.Join(root, d), 0o755))
 			dirs = append(dirs, d)
 		}
 	}
@@ -216,7 +216,7 @@ func TestFSNotifyStress(t *testing.T) {
 			seq++
 			n := fmt.Sprintf("f%d", seq)
 			f, err := os.OpenFile(abs(n), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-			must(t, err)
+			testutil.Must(t, err)
 			f.Close()
 			files[d] = append(files[d], n)
 			fresh[d+"/"+n] = true
@@ -228,9 +228,9 @@ func TestFSNotifyStress(t *testing.T) {
 				return
 			}
 			f, err := os.OpenFile(abs(n), os.O_WRONLY|os.O_APPEND, 0)
-			must(t, err)
+			testutil.Must(t, err)
 			_, err = f.Write([]byte{'x'})
-			must(t, err)
+			testutil.Must(t, err)
 			f.Close()
 			want["child_data_written"]++
 			last = d + "/" + n
@@ -240,7 +240,7 @@ func TestFSNotifyStress(t *testing.T) {
 				return
 			}
 			chmodded[d+"/"+n] = true
-			must(t, os.Chmod(abs(n), 0o600))
+			testutil.Must(t, os.Chmod(abs(n), 0o600))
 			fresh[d+"/"+n] = true
 			want["child_acl_changed"]++
 			last = d + "/" + n
@@ -249,7 +249,7 @@ func TestFSNotifyStress(t *testing.T) {
 			to := dirs[rng.IntN(len(dirs))]
 			seq++
 			nn := fmt.Sprintf("r%d", seq)
-			must(t, os.Rename(abs(n), filepath.Join(root, to, nn)))
+			testutil.Must(t, os.Rename(abs(n), filepath.Join(root, to, nn)))
 			files[d] = append(files[d][:i], files[d][i+1:]...)
 			files[to] = append(files[to], nn)
 			if chmodded[d+"/"+n] {
@@ -266,16 +266,16 @@ func TestFSNotifyStress(t *testing.T) {
 			if fresh[d+"/"+n] {
 				return
 			}
-			must(t, os.Remove(abs(n)))
+			testutil.Must(t, os.Remove(abs(n)))
 			files[d] = append(files[d][:i], files[d][i+1:]...)
 			want["child_file_removed"]++
 			last = ""
 		case r < 95: // mkdir, and at once a file in it
 			seq++
 			nd := filepath.Join(d, fmt.Sprintf("c%d", seq))
-			must(t, os.Mkdir(filepath.Join(root, nd), 0o755))
+			testutil.Must(t, os.Mkdir(filepath.Join(root, nd), 0o755))
 			f, err := os.Create(filepath.Join(root, nd, "inside"))
-			must(t, err)
+			testutil.Must(t, err)
 			f.Close()
 			want["child_dir_added"]++
 			want["child_file_added"]++
@@ -287,8 +287,8 @@ func TestFSNotifyStress(t *testing.T) {
 			}
 			nd := made[0]
 			made = made[1:]
-			must(t, os.Remove(filepath.Join(root, nd, "inside")))
-			must(t, os.Remove(filepath.Join(root, nd)))
+			testutil.Must(t, os.Remove(filepath.Join(root, nd, "inside")))
+			testutil.Must(t, os.Remove(filepath.Join(root, nd)))
 			want["child_file_removed"]++
 			want["child_dir_removed"]++
 			last = ""
@@ -322,7 +322,7 @@ func TestFSNotifyStress(t *testing.T) {
 				t.Fatalf("unexpected %s event: %s", ev.Type, ev.Data)
 			}
 			ns, err := ev.Decode()
-			must(t, err)
+			testutil.Must(t, err)
 			for _, n := range ns {
 				got[n.Type]++
 			}

@@ -20,8 +20,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/etaggate/etaggate/internal/ssetest"
 	"github.com/etaggate/etaggate/internal/testutil"
-	"github.com/etaggate/etaggate/notifier/ssetest"
 )
 
 // Generous: these waits are about correctness, never speed.
@@ -66,16 +66,9 @@ func ino(t testing.TB, p string) string {
 	return strconv.FormatUint(st.Ino, 10)
 }
 
-func must(t testing.TB, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 func writeFile(t testing.TB, p, s string) {
 	t.Helper()
-	must(t, os.WriteFile(p, []byte(s), 0o644))
+	testutil.Must(t, os.WriteFile(p, []byte(s), 0o644))
 }
 
 // untilMarker creates a marker file in dir and collects notifications up
@@ -84,7 +77,7 @@ func writeFile(t testing.TB, p, s string) {
 func untilMarker(t *testing.T, s *ssetest.Stream, dir, markerPath string) []ssetest.Notification {
 	t.Helper()
 	f, err := os.Create(filepath.Join(dir, markerPath))
-	must(t, err)
+	testutil.Must(t, err)
 	f.Close()
 	all := s.Collect(t, arrive, func(ns []ssetest.Notification) bool {
 		return ssetest.Has(ns, "child_file_added", markerPath)
@@ -122,55 +115,55 @@ func TestFSNotifyEveryType(t *testing.T) {
 			want: []string{"child_file_added f"}},
 		{name: "write", op: func(t *testing.T) {
 			f, err := os.OpenFile(p("f"), os.O_WRONLY|os.O_APPEND, 0)
-			must(t, err)
+			testutil.Must(t, err)
 			_, err = f.WriteString("hello")
-			must(t, err)
-			must(t, f.Close())
+			testutil.Must(t, err)
+			testutil.Must(t, f.Close())
 		}, want: []string{"child_data_written f", "child_size_changed f"}, allowed: []string{"child_mtime_changed"}},
-		{name: "truncate", op: func(t *testing.T) { must(t, os.Truncate(p("f"), 2)) },
+		{name: "truncate", op: func(t *testing.T) { testutil.Must(t, os.Truncate(p("f"), 2)) },
 			want: []string{"child_size_changed f"}, allowed: []string{"child_data_written", "child_mtime_changed"}},
-		{name: "chmod", op: func(t *testing.T) { must(t, os.Chmod(p("f"), 0o600)) },
+		{name: "chmod", op: func(t *testing.T) { testutil.Must(t, os.Chmod(p("f"), 0o600)) },
 			want: []string{"child_acl_changed f"}},
 		{name: "chown", skip: map[bool]string{false: "chown needs root"}[isRoot],
-			op: func(t *testing.T) { must(t, os.Lchown(p("f"), 4242, -1)) }, want: []string{"child_owner_changed f"}},
+			op: func(t *testing.T) { testutil.Must(t, os.Lchown(p("f"), 4242, -1)) }, want: []string{"child_owner_changed f"}},
 		{name: "chgrp", skip: map[bool]string{false: "chgrp to another group needs root"}[isRoot],
-			op: func(t *testing.T) { must(t, os.Lchown(p("f"), -1, 4343)) }, want: []string{"child_group_changed f"}},
+			op: func(t *testing.T) { testutil.Must(t, os.Lchown(p("f"), -1, 4343)) }, want: []string{"child_group_changed f"}},
 		{name: "touch -a", op: func(t *testing.T) {
-			must(t, unix.UtimesNanoAt(unix.AT_FDCWD, p("f"), []unix.Timespec{{Sec: 1_000_000_000}, {Nsec: unix.UTIME_OMIT}}, 0))
+			testutil.Must(t, unix.UtimesNanoAt(unix.AT_FDCWD, p("f"), []unix.Timespec{{Sec: 1_000_000_000}, {Nsec: unix.UTIME_OMIT}}, 0))
 		}, want: []string{"child_atime_changed f"}},
 		{name: "touch -m", op: func(t *testing.T) {
-			must(t, unix.UtimesNanoAt(unix.AT_FDCWD, p("f"), []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Sec: 1_100_000_000}}, 0))
+			testutil.Must(t, unix.UtimesNanoAt(unix.AT_FDCWD, p("f"), []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Sec: 1_100_000_000}}, 0))
 		}, want: []string{"child_mtime_changed f"}, allowed: []string{"child_data_written"}},
 		{name: "touch", op: func(t *testing.T) {
-			must(t, unix.UtimesNanoAt(unix.AT_FDCWD, p("f"), []unix.Timespec{{Sec: 1_200_000_000}, {Sec: 1_200_000_000}}, 0))
+			testutil.Must(t, unix.UtimesNanoAt(unix.AT_FDCWD, p("f"), []unix.Timespec{{Sec: 1_200_000_000}, {Sec: 1_200_000_000}}, 0))
 		}, want: []string{"child_atime_changed f", "child_mtime_changed f"}},
 		{name: "setxattr", skip: map[bool]string{false: "no user xattrs on this file system"}[xattrOK],
-			op:   func(t *testing.T) { must(t, unix.Setxattr(p("f"), "user.etaggate", []byte("v1"), 0)) },
+			op:   func(t *testing.T) { testutil.Must(t, unix.Setxattr(p("f"), "user.etaggate", []byte("v1"), 0)) },
 			want: []string{"child_extra_attrs_changed f"}},
 		{name: "setxattr again", skip: map[bool]string{false: "no user xattrs on this file system"}[xattrOK],
-			op:   func(t *testing.T) { must(t, unix.Setxattr(p("f"), "user.etaggate", []byte("v2"), 0)) },
+			op:   func(t *testing.T) { testutil.Must(t, unix.Setxattr(p("f"), "user.etaggate", []byte("v2"), 0)) },
 			want: []string{"child_extra_attrs_changed f"}},
-		{name: "rename within", op: func(t *testing.T) { must(t, os.Rename(p("f"), p("g"))) },
+		{name: "rename within", op: func(t *testing.T) { testutil.Must(t, os.Rename(p("f"), p("g"))) },
 			want: []string{"child_file_moved_from f", "child_file_moved_to g"}, ordered: true},
-		{name: "rename out of the tree", op: func(t *testing.T) { must(t, os.Rename(p("g"), filepath.Join(outside, "g"))) },
+		{name: "rename out of the tree", op: func(t *testing.T) { testutil.Must(t, os.Rename(p("g"), filepath.Join(outside, "g"))) },
 			want: []string{"child_file_moved_from g"}},
-		{name: "rename into the tree", op: func(t *testing.T) { must(t, os.Rename(filepath.Join(outside, "g"), p("h"))) },
+		{name: "rename into the tree", op: func(t *testing.T) { testutil.Must(t, os.Rename(filepath.Join(outside, "g"), p("h"))) },
 			want: []string{"child_file_moved_to h"}},
-		{name: "rm", op: func(t *testing.T) { must(t, os.Remove(p("h"))) },
+		{name: "rm", op: func(t *testing.T) { testutil.Must(t, os.Remove(p("h"))) },
 			want: []string{"child_file_removed h"}},
-		{name: "mkdir", op: func(t *testing.T) { must(t, os.Mkdir(p("d"), 0o755)) },
+		{name: "mkdir", op: func(t *testing.T) { testutil.Must(t, os.Mkdir(p("d"), 0o755)) },
 			want: []string{"child_dir_added d"}},
-		{name: "chmod dir", op: func(t *testing.T) { must(t, os.Chmod(p("d"), 0o700)) },
+		{name: "chmod dir", op: func(t *testing.T) { testutil.Must(t, os.Chmod(p("d"), 0o700)) },
 			want: []string{"child_acl_changed d"}},
-		{name: "rename dir", op: func(t *testing.T) { must(t, os.Rename(p("d"), p("e"))) },
+		{name: "rename dir", op: func(t *testing.T) { testutil.Must(t, os.Rename(p("d"), p("e"))) },
 			want: []string{"child_dir_moved_from d", "child_dir_moved_to e"}, ordered: true},
-		{name: "rename dir out", op: func(t *testing.T) { must(t, os.Rename(p("e"), filepath.Join(outside, "e"))) },
+		{name: "rename dir out", op: func(t *testing.T) { testutil.Must(t, os.Rename(p("e"), filepath.Join(outside, "e"))) },
 			want: []string{"child_dir_moved_from e"}},
-		{name: "rename dir in", op: func(t *testing.T) { must(t, os.Rename(filepath.Join(outside, "e"), p("e2"))) },
+		{name: "rename dir in", op: func(t *testing.T) { testutil.Must(t, os.Rename(filepath.Join(outside, "e"), p("e2"))) },
 			want: []string{"child_dir_moved_to e2"}},
-		{name: "rmdir", op: func(t *testing.T) { must(t, os.Remove(p("e2"))) },
+		{name: "rmdir", op: func(t *testing.T) { testutil.Must(t, os.Remove(p("e2"))) },
 			want: []string{"child_dir_removed e2"}},
-		{name: "symlink", op: func(t *testing.T) { must(t, os.Symlink("/etc/passwd", p("ln"))) },
+		{name: "symlink", op: func(t *testing.T) { testutil.Must(t, os.Symlink("/etc/passwd", p("ln"))) },
 			want: []string{"child_file_added ln"}},
 	}
 	seen := map[string]bool{}
@@ -244,9 +237,9 @@ func TestFSNotifyRecursive(t *testing.T) {
 	const dirs = 50
 	for i := range dirs {
 		d := filepath.Join(root, fmt.Sprintf("d%d", i))
-		must(t, os.Mkdir(d, 0o755))
+		testutil.Must(t, os.Mkdir(d, 0o755))
 		writeFile(t, filepath.Join(d, "f"), "x")
-		must(t, os.MkdirAll(filepath.Join(d, "g", "h"), 0o755))
+		testutil.Must(t, os.MkdirAll(filepath.Join(d, "g", "h"), 0o755))
 		writeFile(t, filepath.Join(d, "g", "h", "deep"), "y")
 	}
 	want := map[string]string{}
@@ -291,7 +284,7 @@ func TestFSNotifyRecursive(t *testing.T) {
 	}
 
 	// A rename inside the tree keeps watching the subtree under its new name.
-	must(t, os.Rename(filepath.Join(root, "d0"), filepath.Join(root, "d0-renamed")))
+	testutil.Must(t, os.Rename(filepath.Join(root, "d0"), filepath.Join(root, "d0-renamed")))
 	writeFile(t, filepath.Join(root, "d0-renamed", "g", "h", "after"), "z")
 	got = s.Collect(t, arrive, func(ns []ssetest.Notification) bool {
 		return ssetest.Has(ns, "child_file_added", "d0-renamed/g/h/after")
@@ -306,12 +299,12 @@ func TestFSNotifyRecursive(t *testing.T) {
 // immediate children only.
 func TestFSNotifyNonRecursive(t *testing.T) {
 	root := t.TempDir()
-	must(t, os.MkdirAll(filepath.Join(root, "sub", "deeper"), 0o755))
+	testutil.Must(t, os.MkdirAll(filepath.Join(root, "sub", "deeper"), 0o755))
 	base := startNotify(t, root)
 	s := ssetest.MustOpen(t, testutil.Client(), notifyURL(base, encRef("/"), "recursive=false"), nil)
 	writeFile(t, filepath.Join(root, "sub", "grandchild"), "x")
 	writeFile(t, filepath.Join(root, "sub", "deeper", "great"), "x")
-	must(t, os.Chmod(filepath.Join(root, "sub", "deeper"), 0o700))
+	testutil.Must(t, os.Chmod(filepath.Join(root, "sub", "deeper"), 0o700))
 	got := untilMarker(t, s, root, "child")
 	if len(got) != 0 {
 		t.Errorf("non-recursive stream reported grandchildren:\n%s", ssetest.Format(got))
@@ -324,9 +317,9 @@ func TestFSNotifyFilter(t *testing.T) {
 	base := startNotify(t, root)
 	s := ssetest.MustOpen(t, testutil.Client(), notifyURL(base, encRef("/"), "filter=child_file_removed,child_stream_added"), nil)
 	writeFile(t, filepath.Join(root, "a"), "1")
-	must(t, os.Chmod(filepath.Join(root, "a"), 0o600))
-	must(t, os.Rename(filepath.Join(root, "a"), filepath.Join(root, "b")))
-	must(t, os.Remove(filepath.Join(root, "b")))
+	testutil.Must(t, os.Chmod(filepath.Join(root, "a"), 0o600))
+	testutil.Must(t, os.Rename(filepath.Join(root, "a"), filepath.Join(root, "b")))
+	testutil.Must(t, os.Remove(filepath.Join(root, "b")))
 	got := s.Collect(t, arrive, func(ns []ssetest.Notification) bool { return len(ns) > 0 })
 	if len(got) != 1 || got[0].Type != "child_file_removed" || got[0].Path != "b" {
 		t.Errorf("filtered stream got:\n%s", ssetest.Format(got))
@@ -336,7 +329,7 @@ func TestFSNotifyFilter(t *testing.T) {
 // TestFSNotifyRefs checks the three ways of naming a directory.
 func TestFSNotifyRefs(t *testing.T) {
 	root := t.TempDir()
-	must(t, os.MkdirAll(filepath.Join(root, "my", "directory"), 0o755))
+	testutil.Must(t, os.MkdirAll(filepath.Join(root, "my", "directory"), 0o755))
 	base := startNotify(t, root)
 	dir := filepath.Join(root, "my", "directory")
 	for _, ref := range []string{
@@ -369,9 +362,9 @@ type problemDoc struct {
 func getProblem(t *testing.T, method, u string) (*http.Response, problemDoc) {
 	t.Helper()
 	req, err := http.NewRequest(method, u, nil)
-	must(t, err)
+	testutil.Must(t, err)
 	resp, err := testutil.Client().Do(req)
-	must(t, err)
+	testutil.Must(t, err)
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	var d problemDoc
@@ -392,12 +385,12 @@ func getProblem(t *testing.T, method, u string) (*http.Response, problemDoc) {
 func TestFSNotifyErrors(t *testing.T) {
 	root := t.TempDir()
 	outside := t.TempDir()
-	must(t, os.Mkdir(filepath.Join(root, "sub"), 0o755))
+	testutil.Must(t, os.Mkdir(filepath.Join(root, "sub"), 0o755))
 	writeFile(t, filepath.Join(root, "file"), "x")
 	writeFile(t, filepath.Join(outside, "secret"), "x")
-	must(t, os.Symlink(outside, filepath.Join(root, "escape")))
-	must(t, os.Symlink("../..", filepath.Join(root, "sub", "up")))
-	must(t, os.Symlink("sub", filepath.Join(root, "inside"))) // a symlink that stays inside is fine
+	testutil.Must(t, os.Symlink(outside, filepath.Join(root, "escape")))
+	testutil.Must(t, os.Symlink("../..", filepath.Join(root, "sub", "up")))
+	testutil.Must(t, os.Symlink("sub", filepath.Join(root, "inside"))) // a symlink that stays inside is fine
 	base := startNotify(t, root, "max_subscribers 2")
 
 	cases := []struct {
@@ -464,7 +457,7 @@ func TestFSNotifyErrors(t *testing.T) {
 	})
 	t.Run("other paths pass through", func(t *testing.T) {
 		resp, err := testutil.Client().Get(base + "/v1/files/sub")
-		must(t, err)
+		testutil.Must(t, err)
 		resp.Body.Close()
 		if resp.StatusCode != 418 {
 			t.Errorf("status %d, want the next handler's 418", resp.StatusCode)
@@ -478,7 +471,7 @@ func TestFSNotifyErrors(t *testing.T) {
 // get a stream either way.
 func TestFSNotifyUnderHandle(t *testing.T) {
 	root := t.TempDir()
-	must(t, os.Mkdir(filepath.Join(root, "sub"), 0o755))
+	testutil.Must(t, os.Mkdir(filepath.Join(root, "sub"), 0o755))
 	base := testutil.Start(t, fmt.Sprintf(`:{port} {
 	handle /v1/files/* {
 		fs_notify {
@@ -510,7 +503,7 @@ func TestFSNotifyLastEventID(t *testing.T) {
 	s := ssetest.MustOpen(t, testutil.Client(), u, nil)
 	writeFile(t, filepath.Join(root, "one"), "")
 	ev, err := s.Next(arrive)
-	must(t, err)
+	testutil.Must(t, err)
 	if ev.ID == "" {
 		t.Fatal("payload has no id")
 	}
@@ -521,9 +514,9 @@ func TestFSNotifyLastEventID(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // let the batch window close while nobody listens
 	s2 := ssetest.MustOpen(t, testutil.Client(), u, http.Header{"Last-Event-Id": {ev.ID}})
 	ev2, err := s2.Next(arrive)
-	must(t, err)
+	testutil.Must(t, err)
 	ns, err := ev2.Decode()
-	must(t, err)
+	testutil.Must(t, err)
 	if ev2.Type != "" || len(ns) == 0 || ns[0].Path != "two" {
 		t.Fatalf("replay: got %q %s, want child_file_added two", ev2.Type, ev2.Data)
 	}
@@ -543,7 +536,7 @@ func TestFSNotifyLastEventID(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	s3 := ssetest.MustOpen(t, testutil.Client(), u, http.Header{"Last-Event-Id": {ev2.ID}})
 	ev3, err := s3.Next(arrive)
-	must(t, err)
+	testutil.Must(t, err)
 	if ev3.Type != "overflow" {
 		t.Errorf("stale Last-Event-ID: first event %q %s, want overflow", ev3.Type, ev3.Data)
 	}
@@ -551,7 +544,7 @@ func TestFSNotifyLastEventID(t *testing.T) {
 	// An id from another run is also too old.
 	s4 := ssetest.MustOpen(t, testutil.Client(), u, http.Header{"Last-Event-Id": {"12"}})
 	ev4, err := s4.Next(arrive)
-	must(t, err)
+	testutil.Must(t, err)
 	if ev4.Type != "overflow" {
 		t.Errorf("foreign Last-Event-ID: first event %q %s, want overflow", ev4.Type, ev4.Data)
 	}
@@ -561,12 +554,12 @@ func TestFSNotifyLastEventID(t *testing.T) {
 func TestFSNotifySelfRemoved(t *testing.T) {
 	root := t.TempDir()
 	dir := filepath.Join(root, "doomed")
-	must(t, os.MkdirAll(filepath.Join(dir, "inner"), 0o755))
+	testutil.Must(t, os.MkdirAll(filepath.Join(dir, "inner"), 0o755))
 	writeFile(t, filepath.Join(dir, "f"), "x")
 	base := startNotify(t, root)
 	dirIno := ino(t, dir)
 	s := ssetest.MustOpen(t, testutil.Client(), notifyURL(base, "doomed", "recursive=true"), nil)
-	must(t, os.RemoveAll(dir))
+	testutil.Must(t, os.RemoveAll(dir))
 	got := s.Collect(t, arrive, func(ns []ssetest.Notification) bool { return ssetest.Has(ns, "self_removed", "") })
 	last := got[len(got)-1]
 	if last.Type != "self_removed" || !slices.Equal(last.Spine, []string{dirIno}) {

@@ -14,8 +14,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/etaggate/etaggate/internal/ssetest"
 	"github.com/etaggate/etaggate/internal/testutil"
-	"github.com/etaggate/etaggate/notifier/ssetest"
 )
 
 // TestFSNotifyTakenOver checks an HTTP/1.1 stream through Caddy, with its
@@ -83,7 +83,7 @@ func TestFSNotifyStopEndsStreams(t *testing.T) {
 	if g := ssetest.ServingGoroutines(); g != 0 {
 		t.Errorf("%d goroutines serve HTTP/1.1 streams, want none", g)
 	}
-	must(t, caddy.Stop())
+	testutil.Must(t, caddy.Stop())
 	for _, s := range streams {
 		if _, ended := s.Ended(arrive); !ended {
 			t.Fatal("stream still open after stop")
@@ -126,7 +126,7 @@ func TestFSNotifyHTTP2(t *testing.T) {
 }
 `, port, root, keepalive))
 	}
-	must(t, caddy.Load(site("15s"), true))
+	testutil.Must(t, caddy.Load(site("15s"), true))
 	t.Cleanup(func() { _ = caddy.Stop() })
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	testutil.WaitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
@@ -144,7 +144,7 @@ func TestFSNotifyHTTP2(t *testing.T) {
 		t.Errorf("%d goroutines serve the HTTP/2 stream, want 1", g)
 	}
 
-	must(t, caddy.Load(site("5s"), true))
+	testutil.Must(t, caddy.Load(site("5s"), true))
 	if _, ended := s.Ended(arrive); !ended {
 		t.Fatal("HTTP/2 stream of the old configuration still open after reload")
 	}

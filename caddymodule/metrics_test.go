@@ -8,15 +8,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/etaggate/etaggate/internal/ssetest"
 	"github.com/etaggate/etaggate/internal/testutil"
-	"github.com/etaggate/etaggate/notifier/ssetest"
 )
 
 // TestMetrics scrapes Caddy's metrics handler for the counters both modules
 // register in the configuration's registry.
 func TestMetrics(t *testing.T) {
 	root, err := filepath.EvalSymlinks(t.TempDir())
-	must(t, err)
+	testutil.Must(t, err)
 	base := testutil.Start(t, fmt.Sprintf(`:{port} {
 	route {
 		metrics /metrics
@@ -30,7 +30,7 @@ func TestMetrics(t *testing.T) {
 `, root))
 	client := testutil.Client()
 	res, err := client.Get(base + "/doc")
-	must(t, err)
+	testutil.Must(t, err)
 	res.Body.Close()
 	etag := res.Header.Get("ETag")
 	if etag == "" {
@@ -39,7 +39,7 @@ func TestMetrics(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodGet, base+"/doc", nil)
 	req.Header.Set("If-None-Match", etag)
 	res, err = client.Do(req)
-	must(t, err)
+	testutil.Must(t, err)
 	res.Body.Close()
 	if res.StatusCode != http.StatusNotModified {
 		t.Fatalf("conditional GET: %d", res.StatusCode)
@@ -49,7 +49,7 @@ func TestMetrics(t *testing.T) {
 	defer stream.Close()
 
 	res, err = client.Get(base + "/metrics")
-	must(t, err)
+	testutil.Must(t, err)
 	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
 	for _, want := range []string{

@@ -22,7 +22,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/etaggate/etaggate/notifier/ssetest"
+	"github.com/etaggate/etaggate/internal/ssetest"
+	"github.com/etaggate/etaggate/internal/testutil"
 )
 
 const arrive = 20 * time.Second
@@ -59,24 +60,17 @@ func client() *http.Client {
 	return &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 }
 
-func must(t testing.TB, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 func touch(t testing.TB, p string) {
 	t.Helper()
 	f, err := os.Create(p)
-	must(t, err)
+	testutil.Must(t, err)
 	f.Close()
 }
 
 func inoOf(t testing.TB, p string) string {
 	t.Helper()
 	var st syscall.Stat_t
-	must(t, syscall.Lstat(p, &st))
+	testutil.Must(t, syscall.Lstat(p, &st))
 	return strconv.FormatUint(st.Ino, 10)
 }
 
@@ -201,7 +195,7 @@ func TestMatchesNotifyURLs(t *testing.T) {
 // fs.inotify.max_user_watches is reached.
 func TestWatchLimit(t *testing.T) {
 	root := t.TempDir()
-	must(t, os.MkdirAll(filepath.Join(root, "sub", "inner"), 0o755))
+	testutil.Must(t, os.MkdirAll(filepath.Join(root, "sub", "inner"), 0o755))
 	n, base := start(t, Config{Root: root})
 	allow := func(k int) {
 		n.mu.Lock()
@@ -217,7 +211,7 @@ func TestWatchLimit(t *testing.T) {
 	refused := func(ref, query string) {
 		t.Helper()
 		resp, err := client().Get(streamURL(base, ref, query))
-		must(t, err)
+		testutil.Must(t, err)
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != 503 || resp.Header.Get("Content-Type") != "application/problem+json" ||
@@ -241,11 +235,11 @@ func TestWatchLimit(t *testing.T) {
 	// with an overflow event.
 	allow(2)
 	s := ssetest.MustOpen(t, client(), streamURL(base, "sub", "recursive=true"), nil)
-	must(t, os.Mkdir(filepath.Join(root, "sub", "new"), 0o755))
+	testutil.Must(t, os.Mkdir(filepath.Join(root, "sub", "new"), 0o755))
 	var evs []ssetest.Event
 	for len(evs) < 2 {
 		ev, err := s.Next(arrive)
-		must(t, err)
+		testutil.Must(t, err)
 		evs = append(evs, ev)
 	}
 	if evs[0].Type != "" || !strings.Contains(evs[0].Data, `"child_dir_added"`) ||
@@ -261,14 +255,14 @@ func encode(p string) string { return url.PathEscape(p) }
 // rebuilt so that later events are still exact.
 func TestKernelOverflow(t *testing.T) {
 	raw, err := os.ReadFile("/proc/sys/fs/inotify/max_queued_events")
-	must(t, err)
+	testutil.Must(t, err)
 	limit, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	must(t, err)
+	testutil.Must(t, err)
 	if limit > 100000 {
 		t.Skipf("fs.inotify.max_queued_events is %d; overflowing it takes too long", limit)
 	}
 	root := t.TempDir()
-	must(t, os.Mkdir(filepath.Join(root, "sub"), 0o755))
+	testutil.Must(t, os.Mkdir(filepath.Join(root, "sub"), 0o755))
 	n, base := start(t, Config{Root: root})
 	a := ssetest.MustOpen(t, client(), streamURL(base, encode("/"), "recursive=true"), nil)
 	b := ssetest.MustOpen(t, client(), streamURL(base, "sub", ""), nil)
@@ -284,7 +278,7 @@ func TestKernelOverflow(t *testing.T) {
 		deadline := time.Now().Add(arrive)
 		for {
 			ev, err := s.Next(time.Until(deadline))
-			must(t, err)
+			testutil.Must(t, err)
 			if ev.Type == "overflow" {
 				if !strings.Contains(ev.Data, "kernel_queue") {
 					t.Errorf("overflow data %s", ev.Data)
@@ -297,7 +291,7 @@ func TestKernelOverflow(t *testing.T) {
 	// removal carries its real file ID.
 	during := filepath.Join(root, "sub", "during")
 	id := inoOf(t, during)
-	must(t, os.Remove(during))
+	testutil.Must(t, os.Remove(during))
 	got := b.Collect(t, arrive, func(ns []ssetest.Notification) bool { return ssetest.Has(ns, "child_file_removed", "during") })
 	if n := got[ssetest.Index(got, "child_file_removed", "during")]; n.Spine[len(n.Spine)-1] != id {
 		t.Errorf("removed after resync: spine %v, want file id %s", n.Spine, id)
@@ -311,15 +305,15 @@ func TestCloseEndsStreams(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	before := runtime.NumGoroutine()
 	n, err := New(Config{Root: root, Batch: time.Millisecond})
-	must(t, err)
+	testutil.Must(t, err)
 	srv := httptest.NewServer(n)
 	var streams []*ssetest.Stream
 	for i := range 10 {
 		s, _, err := ssetest.Open(client(), streamURL(srv.URL, encode("/"), fmt.Sprintf("recursive=%v", i%2 == 0)), nil)
-		must(t, err)
+		testutil.Must(t, err)
 		streams = append(streams, s)
 	}
-	must(t, n.Close())
+	testutil.Must(t, n.Close())
 	for _, s := range streams {
 		if _, ended := s.Ended(arrive); !ended {
 			t.Fatal("a stream is still open after Close")
@@ -333,7 +327,7 @@ func TestCloseEndsStreams(t *testing.T) {
 		s.Close()
 	}
 	srv.Close()
-	must(t, n.Close()) // idempotent
+	testutil.Must(t, n.Close()) // idempotent
 	deadline := time.Now().Add(arrive)
 	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
@@ -352,8 +346,8 @@ func TestCloseEndsStreams(t *testing.T) {
 // subscriptions that need them, and go when the last one has lingered.
 func TestWatchesReleased(t *testing.T) {
 	root := t.TempDir()
-	must(t, os.MkdirAll(filepath.Join(root, "a", "b", "c"), 0o755))
-	must(t, os.MkdirAll(filepath.Join(root, "x"), 0o755))
+	testutil.Must(t, os.MkdirAll(filepath.Join(root, "a", "b", "c"), 0o755))
+	testutil.Must(t, os.MkdirAll(filepath.Join(root, "x"), 0o755))
 	n, base := start(t, Config{Root: root, Linger: 50 * time.Millisecond})
 	watches := func() int { return n.Stats().Watches }
 
@@ -366,26 +360,26 @@ func TestWatchesReleased(t *testing.T) {
 		t.Errorf("a second stream on a watched directory added watches: %d", got)
 	}
 	rec.Close()
-	waitFor(t, func() bool { return watches() == 1 }, "only a/b left watched")
+	testutil.Eventually(t, "only a/b left watched", func() bool { return watches() == 1 })
 	// a/b, watched through the recursive stream until now, still streams.
 	touch(t, filepath.Join(root, "a", "b", "still"))
 	one.Collect(t, arrive, func(ns []ssetest.Notification) bool { return ssetest.Has(ns, "child_file_added", "still") })
 	one.Close()
-	waitFor(t, func() bool { return watches() == 0 && n.Stats().Lingering == 0 }, "no watch left")
+	testutil.Eventually(t, "no watch left", func() bool { return watches() == 0 && n.Stats().Lingering == 0 })
 }
 
 // TestSubtreeMovedOut moves a watched subtree out of a recursive watch:
 // only moved_from is reported and its watches are released.
 func TestSubtreeMovedOut(t *testing.T) {
 	root := t.TempDir()
-	must(t, os.MkdirAll(filepath.Join(root, "a", "sub", "deep", "deeper"), 0o755))
-	must(t, os.MkdirAll(filepath.Join(root, "b"), 0o755))
+	testutil.Must(t, os.MkdirAll(filepath.Join(root, "a", "sub", "deep", "deeper"), 0o755))
+	testutil.Must(t, os.MkdirAll(filepath.Join(root, "b"), 0o755))
 	n, base := start(t, Config{Root: root})
 	s := ssetest.MustOpen(t, client(), streamURL(base, "a", "recursive=true"), nil)
 	if w := n.Stats().Watches; w != 4 {
 		t.Fatalf("%d watches, want 4", w)
 	}
-	must(t, os.Rename(filepath.Join(root, "a", "sub"), filepath.Join(root, "b", "sub")))
+	testutil.Must(t, os.Rename(filepath.Join(root, "a", "sub"), filepath.Join(root, "b", "sub")))
 	touch(t, filepath.Join(root, "b", "sub", "deep", "unseen"))
 	touch(t, filepath.Join(root, "a", "marker"))
 	got := s.Collect(t, arrive, func(ns []ssetest.Notification) bool { return ssetest.Has(ns, "child_file_added", "marker") })
@@ -397,10 +391,10 @@ func TestSubtreeMovedOut(t *testing.T) {
 	if !slices.Equal(keys, want) {
 		t.Errorf("got %v, want %v", keys, want)
 	}
-	waitFor(t, func() bool { return n.Stats().Watches == 1 }, "the moved subtree's watches released")
+	testutil.Eventually(t, "the moved subtree's watches released", func() bool { return n.Stats().Watches == 1 })
 
 	// And back in: one moved_to, and the subtree is watched again.
-	must(t, os.Rename(filepath.Join(root, "b", "sub"), filepath.Join(root, "a", "back")))
+	testutil.Must(t, os.Rename(filepath.Join(root, "b", "sub"), filepath.Join(root, "a", "back")))
 	touch(t, filepath.Join(root, "a", "back", "deep", "deeper", "seen"))
 	got = s.Collect(t, arrive, func(ns []ssetest.Notification) bool {
 		return ssetest.Has(ns, "child_file_added", "back/deep/deeper/seen")
@@ -410,27 +404,16 @@ func TestSubtreeMovedOut(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(arrive)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // TestWatchedDirectoryMoves renames the watched directory and its parent.
 func TestWatchedDirectoryMoves(t *testing.T) {
 	root := t.TempDir()
 	outside := t.TempDir()
-	must(t, os.MkdirAll(filepath.Join(root, "a", "b"), 0o755))
+	testutil.Must(t, os.MkdirAll(filepath.Join(root, "a", "b"), 0o755))
 	_, base := start(t, Config{Root: root})
 	s := ssetest.MustOpen(t, client(), streamURL(base, "a/b", ""), nil)
 
 	// The parent, which nothing watches, is renamed: b is found again.
-	must(t, os.Rename(filepath.Join(root, "a"), filepath.Join(root, "z")))
+	testutil.Must(t, os.Rename(filepath.Join(root, "a"), filepath.Join(root, "z")))
 	touch(t, filepath.Join(root, "z", "b", "after"))
 	got := s.Collect(t, arrive, func(ns []ssetest.Notification) bool { return ssetest.Has(ns, "child_file_added", "after") })
 	if n := got[len(got)-1]; n.Spine[1] != inoOf(t, filepath.Join(root, "z", "b", "after")) {
@@ -438,7 +421,7 @@ func TestWatchedDirectoryMoves(t *testing.T) {
 	}
 
 	// b itself leaves root: for its subscribers, it is gone.
-	must(t, os.Rename(filepath.Join(root, "z", "b"), filepath.Join(outside, "b")))
+	testutil.Must(t, os.Rename(filepath.Join(root, "z", "b"), filepath.Join(outside, "b")))
 	got = s.Collect(t, arrive, func(ns []ssetest.Notification) bool { return ssetest.Has(ns, "self_removed", "") })
 	if _, ended := s.Ended(arrive); !ended {
 		t.Error("stream still open after its directory left root")
@@ -458,21 +441,21 @@ func TestBatchAndKeepalive(t *testing.T) {
 		touch(t, filepath.Join(root, name))
 	}
 	ev, err := s.Next(arrive)
-	must(t, err)
+	testutil.Must(t, err)
 	ns, err := ev.Decode()
-	must(t, err)
+	testutil.Must(t, err)
 	if len(ns) != 3 {
 		t.Errorf("one batch window gave %d notifications in its first payload, want 3: %s", len(ns), ev.Data)
 	}
 	touch(t, filepath.Join(root, "d"))
 	ev2, err := s.Next(arrive)
-	must(t, err)
+	testutil.Must(t, err)
 	id1, _ := strconv.ParseUint(ev.ID, 10, 64)
 	id2, _ := strconv.ParseUint(ev2.ID, 10, 64)
 	if id1 == 0 || id2 <= id1 {
 		t.Errorf("ids %q then %q, want increasing numbers", ev.ID, ev2.ID)
 	}
-	waitFor(t, func() bool {
+	testutil.Eventually(t, "a keep-alive comment", func() bool {
 		return slices.Contains(s.Comments(), ": keepalive")
-	}, "a keep-alive comment")
+	})
 }

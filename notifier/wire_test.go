@@ -21,7 +21,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etaggate/etaggate/notifier/ssetest"
+	"github.com/etaggate/etaggate/internal/ssetest"
+	"github.com/etaggate/etaggate/internal/testutil"
 )
 
 // rawStream is a stream read over a bare connection, with no goroutine of
@@ -52,31 +53,31 @@ func dialRaw(t *testing.T, base, path, proto string, rcvbuf int) *rawStream {
 	}
 	host := strings.TrimPrefix(base, "http://")
 	conn, err := d.Dial("tcp", host)
-	must(t, err)
+	testutil.Must(t, err)
 	t.Cleanup(func() { conn.Close() })
 	fmt.Fprintf(conn, "GET %s %s\r\nHost: %s\r\n\r\n", path, proto, host)
-	must(t, conn.SetReadDeadline(time.Now().Add(arrive)))
+	testutil.Must(t, conn.SetReadDeadline(time.Now().Add(arrive)))
 	br := bufio.NewReaderSize(conn, 1024)
 	req, _ := http.NewRequest("GET", base+path, nil)
 	resp, err := http.ReadResponse(br, req)
-	must(t, err)
+	testutil.Must(t, err)
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
 	line := make([]byte, len(openingComment))
 	_, err = io.ReadFull(resp.Body, line)
-	must(t, err)
+	testutil.Must(t, err)
 	if !bytes.Equal(line, openingComment) {
 		t.Fatalf("first bytes %q, want %q", line, openingComment)
 	}
-	must(t, conn.SetReadDeadline(time.Time{}))
+	testutil.Must(t, conn.SetReadDeadline(time.Time{}))
 	return &rawStream{conn: conn, br: br, resp: resp}
 }
 
 // until reads the body up to and including the first occurrence of want.
 func (r *rawStream) until(t *testing.T, want string) string {
 	t.Helper()
-	must(t, r.conn.SetReadDeadline(time.Now().Add(arrive)))
+	testutil.Must(t, r.conn.SetReadDeadline(time.Now().Add(arrive)))
 	var got []byte
 	buf := make([]byte, 4096)
 	for !bytes.Contains(got, []byte(want)) {
@@ -96,7 +97,7 @@ func (r *rawStream) until(t *testing.T, want string) string {
 func TestTakenOverStreams(t *testing.T) {
 	root := t.TempDir()
 	n, err := New(Config{Root: root, Batch: time.Millisecond, Keepalive: 50 * time.Millisecond, MaxSubscribers: 100})
-	must(t, err)
+	testutil.Must(t, err)
 	srv := httptest.NewServer(n)
 	defer srv.Close()
 	defer n.Close()
@@ -110,7 +111,7 @@ func TestTakenOverStreams(t *testing.T) {
 		proto := []string{"HTTP/1.1", "HTTP/1.0"}[i%2]
 		raw = append(raw, dialRaw(t, srv.URL, "/v1/files/%2F/notify", proto, 0))
 	}
-	waitFor(t, func() bool { return n.Stats().TakenOver == streams }, "every stream taken over")
+	testutil.Eventually(t, "every stream taken over", func() bool { return n.Stats().TakenOver == streams })
 	if g := runtime.NumGoroutine() - baseline; g >= streams/4 {
 		t.Errorf("%d more goroutines for %d streams", g, streams)
 	}
@@ -143,14 +144,14 @@ func TestTakenOverStreams(t *testing.T) {
 	for _, r := range raw[:streams/2] {
 		r.conn.Close()
 	}
-	waitFor(t, func() bool { return n.Stats().Subscribers == streams/2 }, "departed clients unsubscribed")
+	testutil.Eventually(t, "departed clients unsubscribed", func() bool { return n.Stats().Subscribers == streams/2 })
 	if st := n.Stats(); st.TakenOver != streams/2 {
 		t.Errorf("%d taken-over streams after half left, want %d", st.TakenOver, streams/2)
 	}
 
-	must(t, n.Close())
+	testutil.Must(t, n.Close())
 	for _, r := range raw[streams/2:] {
-		must(t, r.conn.SetReadDeadline(time.Now().Add(arrive)))
+		testutil.Must(t, r.conn.SetReadDeadline(time.Now().Add(arrive)))
 		rest, err := io.ReadAll(r.resp.Body)
 		if err != nil {
 			t.Errorf("%s: stream did not end cleanly: %v", r.resp.Proto, err)
@@ -178,10 +179,10 @@ func TestTakenOverReplay(t *testing.T) {
 	s := ssetest.MustOpen(t, client(), streamURL(base, encode("/"), ""), nil)
 	touch(t, filepath.Join(root, "a"))
 	ev, err := s.Next(arrive)
-	must(t, err)
+	testutil.Must(t, err)
 	s.Close()
 	touch(t, filepath.Join(root, "missed"))
-	waitFor(t, func() bool { return n.Stats().Frames >= 2 }, "the second event")
+	testutil.Eventually(t, "the second event", func() bool { return n.Stats().Frames >= 2 })
 
 	again := ssetest.MustOpen(t, client(), streamURL(base, encode("/"), ""), http.Header{"Last-Event-ID": {ev.ID}})
 	got := again.Collect(t, arrive, func(ns []ssetest.Notification) bool { return len(ns) > 0 })
@@ -202,11 +203,11 @@ func TestTakenOverSlowSubscriber(t *testing.T) {
 	for i := range 100 {
 		deep = filepath.Join(deep, fmt.Sprintf("level-%03d-%s", i, strings.Repeat("d", 18)))
 	}
-	must(t, os.MkdirAll(deep, 0o755))
+	testutil.Must(t, os.MkdirAll(deep, 0o755))
 	n, base := start(t, Config{Root: root, Batch: 10 * time.Millisecond, Queue: 4})
 	stalled := dialRaw(t, base, "/v1/files/%2F/notify?recursive=true", "HTTP/1.1", 4096)
 	fast := ssetest.MustOpen(t, client(), streamURL(base, encode("/"), "recursive=true"), nil)
-	waitFor(t, func() bool { return n.Stats().TakenOver == 2 }, "both streams taken over")
+	testutil.Eventually(t, "both streams taken over", func() bool { return n.Stats().TakenOver == 2 })
 
 	const files = 6000
 	for i := range files {
@@ -220,7 +221,7 @@ func TestTakenOverSlowSubscriber(t *testing.T) {
 		t.Errorf("fast subscriber got %d notifications, want %d", len(got), files)
 	}
 
-	must(t, stalled.conn.SetReadDeadline(time.Now().Add(arrive)))
+	testutil.Must(t, stalled.conn.SetReadDeadline(time.Now().Add(arrive)))
 	rest, err := io.ReadAll(stalled.resp.Body)
 	if err != nil {
 		t.Fatalf("stalled stream did not end cleanly: %v (read %d bytes)", err, len(rest))
@@ -244,7 +245,7 @@ func TestStreamsNotTakenOver(t *testing.T) {
 		t.Run(map[bool]string{true: "HTTP/2", false: "HTTP/1.1 over TLS"}[h2], func(t *testing.T) {
 			root := t.TempDir()
 			n, err := New(Config{Root: root, Batch: time.Millisecond, Keepalive: 50 * time.Millisecond})
-			must(t, err)
+			testutil.Must(t, err)
 			srv := httptest.NewUnstartedServer(n)
 			srv.EnableHTTP2 = true
 			srv.StartTLS()
@@ -260,14 +261,14 @@ func TestStreamsNotTakenOver(t *testing.T) {
 			}
 			touch(t, filepath.Join(root, "f"))
 			s.Collect(t, arrive, func(ns []ssetest.Notification) bool { return ssetest.Has(ns, "child_file_added", "f") })
-			waitFor(t, func() bool { return slices.Contains(s.Comments(), ": keepalive") }, "a keep-alive comment")
+			testutil.Eventually(t, "a keep-alive comment", func() bool { return slices.Contains(s.Comments(), ": keepalive") })
 			if st := n.Stats(); st.TakenOver != 0 || st.Subscribers != 1 {
 				t.Errorf("%d streams taken over of %d", st.TakenOver, st.Subscribers)
 			}
 			if g := ssetest.ServingGoroutines(); g != 1 {
 				t.Errorf("%d goroutines serving streams, want 1", g)
 			}
-			must(t, n.Close())
+			testutil.Must(t, n.Close())
 			if _, ended := s.Ended(arrive); !ended || s.Err() != io.EOF {
 				t.Errorf("stream after Close: ended %v, %v", ended, s.Err())
 			}

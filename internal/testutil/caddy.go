@@ -1,4 +1,6 @@
-// Package testutil runs Caddy in-process for integration tests.
+// Package testutil holds what the tests of several packages share: Caddy
+// run in-process for integration tests, and small helpers (Must,
+// Eventually, RawExchange, ReadEvent).
 //
 // Caddy keeps one running configuration per process, so tests that use
 // Start must not run in parallel with each other.
@@ -43,8 +45,8 @@ func Adapt(t testing.TB, caddyfile string) []byte {
 }
 
 // Load adapts and loads caddyfile as the process's running configuration.
-// The global options admin off and persist_config off are prepended, so
-// callers write only site blocks.
+// Global options are prepended (admin off, persist_config off, auto_https
+// off, logs at ERROR only), so callers write only site blocks.
 func Load(t testing.TB, caddyfile string) {
 	t.Helper()
 	full := "{\n\tadmin off\n\tpersist_config off\n\tauto_https off\n\tlog {\n\t\tlevel ERROR\n\t}\n}\n" + caddyfile
