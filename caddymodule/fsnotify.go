@@ -1,15 +1,15 @@
 package caddymodule
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -31,6 +31,10 @@ func init() {
 // (`%2Fmy%2Fdir`) or as plain segments (`my/dir`), or its file ID (inode
 // number). Requests whose path is not `<prefix>/<ref>/notify` are passed to
 // the next handler.
+//
+// Notifications gathered in one batch window make a frame, numbered by one
+// id; each stream receives the part of a frame that concerns it as one SSE
+// event. A field left out, or 0, takes its default.
 type FSNotify struct {
 	// The directory tree that can be watched. Nothing outside it (through
 	// `..` or symlinks) can be watched or is ever reported. Required.
@@ -43,16 +47,15 @@ type FSNotify struct {
 	// proxies. Default: 15s.
 	Keepalive caddy.Duration `json:"keepalive,omitempty"`
 
-	// How long events are gathered into one payload (one SSE event holding
-	// a JSON list). Default: 50ms.
+	// How long notifications are gathered into one frame. Default: 50ms.
 	Batch caddy.Duration `json:"batch,omitempty"`
 
-	// The backlog, in payloads, a subscriber may fall behind before it is
-	// sent `event: overflow` and disconnected, so that it never slows the
+	// The events a subscriber may have waiting before it is sent
+	// `event: overflow` and disconnected, so that it never slows the
 	// others. Default: 1024.
 	Queue int `json:"queue,omitempty"`
 
-	// The number of recent payloads kept to replay to a client reconnecting
+	// The number of recent frames kept to replay to a client reconnecting
 	// with `Last-Event-ID`. Default: 4096.
 	History int `json:"history,omitempty"`
 
@@ -79,33 +82,22 @@ func (FSNotify) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision fills in defaults and starts watching root.
+// Provision fills in the defaults, checks the configuration and starts
+// watching root.
 func (m *FSNotify) Provision(ctx caddy.Context) error {
 	m.logger = ctx.Logger()
-	if m.Prefix == "" {
-		m.Prefix = notifier.DefaultPrefix
-	}
-	if m.Keepalive == 0 {
-		m.Keepalive = caddy.Duration(notifier.DefaultKeepalive)
-	}
-	if m.Batch == 0 {
-		m.Batch = caddy.Duration(notifier.DefaultBatch)
-	}
-	if m.Queue == 0 {
-		m.Queue = notifier.DefaultQueue
-	}
-	if m.History == 0 {
-		m.History = notifier.DefaultHistory
-	}
-	if m.MaxSubscribers == 0 {
-		m.MaxSubscribers = notifier.DefaultMaxSubscribers
-	}
-	if err := m.check(); err != nil {
+	m.Prefix = cmp.Or(m.Prefix, notifier.DefaultPrefix)
+	m.Keepalive = cmp.Or(m.Keepalive, caddy.Duration(notifier.DefaultKeepalive))
+	m.Batch = cmp.Or(m.Batch, caddy.Duration(notifier.DefaultBatch))
+	m.Queue = cmp.Or(m.Queue, notifier.DefaultQueue)
+	m.History = cmp.Or(m.History, notifier.DefaultHistory)
+	m.MaxSubscribers = cmp.Or(m.MaxSubscribers, notifier.DefaultMaxSubscribers)
+	if err := m.Validate(); err != nil {
 		return err
 	}
 	engine, err := notifier.New(notifier.Config{
 		Root:           m.Root,
-		Prefix:         m.Prefix,
+		Prefix:         strings.TrimRight(m.Prefix, "/"),
 		Keepalive:      time.Duration(m.Keepalive),
 		Batch:          time.Duration(m.Batch),
 		Queue:          m.Queue,
@@ -114,14 +106,14 @@ func (m *FSNotify) Provision(ctx caddy.Context) error {
 		Logger:         m.logger,
 	})
 	if err != nil {
-		return fmt.Errorf("fs_notify: %w", err)
+		return err
 	}
 	m.engine = engine
 	m.servers = &serverSet{m: make(map[*http.Server]struct{})}
 	if reg := ctx.GetMetricsRegistry(); reg != nil {
 		ok, err := registerNotifyCollector(reg, newNotifyCollector(engine, m.Prefix))
 		if err != nil {
-			return fmt.Errorf("fs_notify: registering metrics: %w", err)
+			return fmt.Errorf("registering metrics: %w", err)
 		}
 		if !ok {
 			m.logger.Warn("another fs_notify handler watches the same root and prefix; only the first one's metrics are exported",
@@ -133,25 +125,24 @@ func (m *FSNotify) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Validate rejects a configuration that cannot work.
-func (m *FSNotify) Validate() error { return m.check() }
-
-func (m *FSNotify) check() error {
+// Validate rejects a configuration that cannot work. Provision calls it
+// before it starts watching, once the defaults are filled in.
+func (m *FSNotify) Validate() error {
 	switch {
 	case m.Root == "":
-		return fmt.Errorf("fs_notify: root is required")
-	case m.Prefix != "" && !strings.HasPrefix(m.Prefix, "/"):
-		return fmt.Errorf("fs_notify: prefix %q must begin with /", m.Prefix)
-	case m.Keepalive < 0:
-		return fmt.Errorf("fs_notify: keepalive %s must be positive", time.Duration(m.Keepalive))
-	case m.Batch < 0:
-		return fmt.Errorf("fs_notify: batch %s must be positive", time.Duration(m.Batch))
-	case m.Queue < 0:
-		return fmt.Errorf("fs_notify: queue %d must be at least 1", m.Queue)
-	case m.History < 0:
-		return fmt.Errorf("fs_notify: history %d must be at least 1", m.History)
-	case m.MaxSubscribers < 0:
-		return fmt.Errorf("fs_notify: max_subscribers %d must be at least 1", m.MaxSubscribers)
+		return errors.New("root is required: the directory tree to watch")
+	case !strings.HasPrefix(m.Prefix, "/"):
+		return fmt.Errorf("prefix %q must begin with /", m.Prefix)
+	case m.Keepalive <= 0:
+		return fmt.Errorf("keepalive %s must be positive", time.Duration(m.Keepalive))
+	case m.Batch <= 0:
+		return fmt.Errorf("batch %s must be positive", time.Duration(m.Batch))
+	case m.Queue < 1:
+		return fmt.Errorf("queue %d must be at least 1", m.Queue)
+	case m.History < 1:
+		return fmt.Errorf("history %d must be at least 1", m.History)
+	case m.MaxSubscribers < 1:
+		return fmt.Errorf("max_subscribers %d must be at least 1", m.MaxSubscribers)
 	}
 	return nil
 }
@@ -194,86 +185,10 @@ func (m *FSNotify) endStreamsOnShutdown(r *http.Request) {
 	srv.RegisterOnShutdown(func() { _ = engine.Close() })
 }
 
-// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
-//
-//	fs_notify [<matcher>] {
-//	    root            <dir>
-//	    prefix          <path>
-//	    keepalive       <duration>
-//	    batch           <duration>
-//	    queue           <n>
-//	    history         <n>
-//	    max_subscribers <n>
-//	}
-func (m *FSNotify) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // directive name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		opt := d.Val()
-		var val string
-		if !d.Args(&val) {
-			return d.ArgErr()
-		}
-		if d.NextArg() {
-			return d.Errf("fs_notify: %s takes one value", opt)
-		}
-		switch opt {
-		case "root":
-			m.Root = val
-		case "prefix":
-			if !strings.HasPrefix(val, "/") {
-				return d.Errf("fs_notify: prefix %q must begin with /", val)
-			}
-			m.Prefix = val
-		case "keepalive", "batch":
-			dur, err := caddy.ParseDuration(val)
-			if err != nil {
-				return d.Errf("fs_notify: %s %q: %v", opt, val, err)
-			}
-			if dur <= 0 {
-				return d.Errf("fs_notify: %s %q must be positive", opt, val)
-			}
-			if opt == "keepalive" {
-				m.Keepalive = caddy.Duration(dur)
-			} else {
-				m.Batch = caddy.Duration(dur)
-			}
-		case "queue", "history", "max_subscribers":
-			v, err := strconv.Atoi(val)
-			if err != nil || v < 1 {
-				return d.Errf("fs_notify: %s %q must be a whole number of at least 1", opt, val)
-			}
-			switch opt {
-			case "queue":
-				m.Queue = v
-			case "history":
-				m.History = v
-			default:
-				m.MaxSubscribers = v
-			}
-		default:
-			return d.Errf("fs_notify: unknown option %q (valid: root, prefix, keepalive, batch, queue, history, max_subscribers)", opt)
-		}
-	}
-	if m.Root == "" {
-		return d.Err("fs_notify: root is required")
-	}
-	return nil
-}
-
-func parseFSNotify(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	m := new(FSNotify)
-	err := m.UnmarshalCaddyfile(h.Dispenser)
-	return m, err
-}
-
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*FSNotify)(nil)
 	_ caddy.Validator             = (*FSNotify)(nil)
 	_ caddy.CleanerUpper          = (*FSNotify)(nil)
 	_ caddyhttp.MiddlewareHandler = (*FSNotify)(nil)
-	_ caddyfile.Unmarshaler       = (*FSNotify)(nil)
 )

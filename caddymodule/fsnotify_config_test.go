@@ -13,6 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/etaggate/etaggate/internal/testutil"
 )
 
 func TestFSNotifyCaddyfile(t *testing.T) {
@@ -45,84 +47,78 @@ func TestFSNotifyCaddyfile(t *testing.T) {
 	}
 }
 
+// TestFSNotifyCaddyfileErrors checks the errors of the Caddyfile syntax:
+// they name the file and line, and not the directive (Caddy does).
 func TestFSNotifyCaddyfileErrors(t *testing.T) {
 	for _, c := range []struct{ input, want string }{
-		{"fs_notify {\n}", "root is required"},
 		{"fs_notify /srv {\n}", "wrong argument count"},
 		{"fs_notify {\nroot /a\nbogus 1\n}", `unknown option "bogus"`},
 		{"fs_notify {\nroot\n}", "wrong argument count"},
 		{"fs_notify {\nroot /a /b\n}", "root takes one value"},
 		{"fs_notify {\nroot /a\nkeepalive soon\n}", `keepalive "soon"`},
-		{"fs_notify {\nroot /a\nbatch 0s\n}", `batch "0s" must be positive`},
-		{"fs_notify {\nroot /a\nqueue 0\n}", `queue "0"`},
-		{"fs_notify {\nroot /a\nhistory many\n}", `history "many"`},
-		{"fs_notify {\nroot /a\nmax_subscribers -1\n}", `max_subscribers "-1"`},
-		{"fs_notify {\nroot /a\nprefix v1/files\n}", `prefix "v1/files" must begin with /`},
+		{"fs_notify {\nroot /a\nhistory many\n}", `history "many": not a whole number`},
+		{"fs_notify {\nroot /a\nqueue 1.5\n}", `queue "1.5": not a whole number`},
 	} {
 		var m FSNotify
 		err := m.UnmarshalCaddyfile(caddyfile.NewTestDispenser(c.input))
-		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "Testfile:") {
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "Testfile:") ||
+			strings.Contains(err.Error(), "fs_notify:") {
 			t.Errorf("%q: error %v, want one with the file and line mentioning %q", c.input, err, c.want)
 		}
 	}
 }
 
-// TestFSNotifyJSON provisions the module from Caddy JSON, defaults and
-// validation included.
-func TestFSNotifyJSON(t *testing.T) {
+// TestFSNotifyConfigErrors checks that a configuration that cannot work is
+// refused by Validate, with the same message whether it came from a
+// Caddyfile or JSON, and that 0 means the default in both.
+func TestFSNotifyConfigErrors(t *testing.T) {
 	root := t.TempDir()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
 	defer cancel()
-
-	var m FSNotify
-	if err := json.Unmarshal([]byte(`{"root":`+jsonString(root)+`}`), &m); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Provision(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	if m.Prefix != "/v1/files" || time.Duration(m.Keepalive) != 15*time.Second || time.Duration(m.Batch) != 50*time.Millisecond ||
-		m.Queue != 1024 || m.History != 4096 || m.MaxSubscribers != 10000 {
-		t.Errorf("defaults not applied: %+v", m)
-	}
-	if err := m.Cleanup(); err != nil {
-		t.Fatal(err)
-	}
-
-	for _, c := range []struct{ json, want string }{
-		{`{}`, "root is required"},
-		{`{"root":` + jsonString(filepath.Join(root, "missing")) + `}`, "missing"},
-		{`{"root":` + jsonString(root) + `,"queue":-1}`, "queue -1"},
-		{`{"root":` + jsonString(root) + `,"history":-2}`, "history -2"},
-		{`{"root":` + jsonString(root) + `,"max_subscribers":-3}`, "max_subscribers -3"},
-		{`{"root":` + jsonString(root) + `,"keepalive":-1000000000}`, "keepalive -1s"},
-		{`{"root":` + jsonString(root) + `,"prefix":"files"}`, `prefix "files"`},
-	} {
-		var m FSNotify
-		if err := json.Unmarshal([]byte(c.json), &m); err != nil {
-			t.Fatal(err)
-		}
+	provision := func(m *FSNotify) error {
 		err := m.Provision(ctx)
 		if err == nil {
 			err = m.Validate()
 			_ = m.Cleanup()
 		}
-		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "fs_notify: ") {
-			t.Errorf("%s: error %v, want one naming %q", c.json, err, c.want)
+		return err
+	}
+	for _, c := range []struct{ options, want string }{
+		{"", "root is required"},
+		{"root " + root + "\nprefix v1/files", `prefix "v1/files" must begin with /`},
+		{"root " + root + "\nkeepalive -1s", "keepalive -1s must be positive"},
+		{"root " + root + "\nbatch -5ms", "batch -5ms must be positive"},
+		{"root " + root + "\nqueue -1", "queue -1 must be at least 1"},
+		{"root " + root + "\nhistory -2", "history -2 must be at least 1"},
+		{"root " + root + "\nmax_subscribers -3", "max_subscribers -3 must be at least 1"},
+		{"root " + filepath.Join(root, "missing"), "missing"},
+	} {
+		var fromFile FSNotify
+		testutil.Must(t, fromFile.UnmarshalCaddyfile(caddyfile.NewTestDispenser("fs_notify {\n"+c.options+"\n}")))
+		asJSON, err := json.Marshal(fromFile)
+		testutil.Must(t, err)
+		var fromJSON FSNotify
+		testutil.Must(t, json.Unmarshal(asJSON, &fromJSON))
+		for _, m := range []*FSNotify{&fromFile, &fromJSON} {
+			err := provision(m)
+			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "fs_notify") {
+				t.Errorf("%q: error %v, want one naming %q (and not the directive: Caddy adds it)", c.options, err, c.want)
+			}
 		}
 	}
 
-	f := filepath.Join(root, "file")
-	if err := os.WriteFile(f, nil, 0o644); err != nil {
-		t.Fatal(err)
+	var m FSNotify
+	testutil.Must(t, m.UnmarshalCaddyfile(caddyfile.NewTestDispenser("fs_notify {\nroot "+root+"\nbatch 0s\nqueue 0\n}")))
+	testutil.Must(t, provision(&m))
+	if time.Duration(m.Batch) != 50*time.Millisecond || m.Queue != 1024 {
+		t.Errorf("batch 0s, queue 0: %s, %d, want the defaults", time.Duration(m.Batch), m.Queue)
 	}
-	m = FSNotify{Root: f}
-	if err := m.Provision(ctx); err == nil || !strings.Contains(err.Error(), "not a directory") {
-		_ = m.Cleanup()
-		t.Errorf("root that is a file: %v", err)
+
+	// Through Caddy, the message names the module once.
+	err := caddy.Load(testutil.Adapt(t, "{\n\tadmin off\n}\n:0 {\n\tfs_notify {\n\t\tprefix /x\n\t}\n}\n"), true)
+	if err == nil || !strings.Contains(err.Error(), "provision http.handlers.fs_notify: root is required") {
+		_ = caddy.Stop()
+		t.Errorf("loading a configuration without root: %v", err)
 	}
 }
 
