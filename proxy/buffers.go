@@ -20,12 +20,25 @@ type bufferPool struct {
 	classes [maxBufferClass + 1]sync.Pool
 }
 
+// classOf returns the smallest class that holds size bytes.
+func classOf(size int64) int {
+	if size <= 1<<minBufferClass {
+		return minBufferClass
+	}
+	return bits.Len64(uint64(size - 1))
+}
+
+// capFor returns the capacity of the buffer get returns for size bytes.
+func capFor(size int64) int64 {
+	if c := classOf(size); c <= maxBufferClass {
+		return 1 << c
+	}
+	return size
+}
+
 // get returns an empty buffer with room for size bytes (0 when unknown).
 func (p *bufferPool) get(size int64) *bytes.Buffer {
-	c := minBufferClass
-	if size > 1<<minBufferClass {
-		c = bits.Len64(uint64(size - 1)) // the smallest class that holds size
-	}
+	c := classOf(size)
 	if c > maxBufferClass {
 		return bytes.NewBuffer(make([]byte, 0, size))
 	}

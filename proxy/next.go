@@ -38,7 +38,7 @@ func (m *Middleware) newWriter(client http.ResponseWriter, header http.Header, h
 		header:  header,
 		headReq: head,
 		maxBody: m.cfg.MaxBody,
-		bufs:    &m.bufs,
+		bodies:  &m.bodies,
 		hasher:  m.hashers.Get().(hashing.Hasher),
 	}
 	bw.hasher.Reset()
@@ -46,9 +46,7 @@ func (m *Middleware) newWriter(client http.ResponseWriter, header http.Header, h
 }
 
 func (m *Middleware) releaseWriter(bw *bodyWriter) {
-	if bw.buf != nil {
-		m.bufs.put(bw.buf)
-	}
+	bw.body.release()
 	m.hashers.Put(bw.hasher)
 	*bw = bodyWriter{}
 	m.writers.Put(bw)

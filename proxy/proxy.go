@@ -7,6 +7,7 @@ package proxy
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -60,6 +61,17 @@ type Config struct {
 	// ETagAfterWrite fetches the new representation after a successful
 	// write and returns its ETag.
 	ETagAfterWrite bool
+	// LockWait is the longest a write waits for its resource's lock before
+	// it is answered 503.
+	LockWait time.Duration
+	// CheckTimeout is the deadline of the gateway's own GETs: the check of
+	// a write's target and the read after the write.
+	CheckTimeout time.Duration
+	// BufferMemory bounds the bytes of the bodies held in memory at once;
+	// the rest go to temporary files.
+	BufferMemory int64
+	// TempDir is where temporary files go; "" means os.TempDir().
+	TempDir string
 	// ErrorStatus maps an error returned by the rest of the route to a
 	// status; nil means 502 for everything.
 	ErrorStatus func(error) int
@@ -82,6 +94,9 @@ func DefaultConfig() Config {
 		Vary:             []string{"Authorization", "Cookie"},
 		KeepUpstreamETag: true,
 		ETagAfterWrite:   true,
+		LockWait:         10 * time.Second,
+		CheckTimeout:     10 * time.Second,
+		BufferMemory:     256 << 20,
 	}
 }
 
@@ -92,7 +107,7 @@ type Middleware struct {
 	cache    *etagCache
 	locks    *Locks
 	log      *zap.Logger
-	bufs     bufferPool
+	bodies   spooler
 	hashers  sync.Pool
 	writers  sync.Pool
 	enforced map[string]bool
@@ -109,7 +124,21 @@ func New(cfg Config) (*Middleware, error) {
 	if cfg.TTL <= 0 {
 		return nil, fmt.Errorf("ttl must be positive, got %s", cfg.TTL)
 	}
+	if cfg.LockWait <= 0 {
+		return nil, fmt.Errorf("lock_wait must be positive, got %s", cfg.LockWait)
+	}
+	if cfg.CheckTimeout <= 0 {
+		return nil, fmt.Errorf("check_timeout must be positive, got %s", cfg.CheckTimeout)
+	}
+	if cfg.BufferMemory <= 0 {
+		return nil, fmt.Errorf("buffer_memory must be positive, got %d", cfg.BufferMemory)
+	}
 	m := &Middleware{cfg: cfg, locks: cfg.Locks, log: cfg.Logger, enforced: map[string]bool{}}
+	m.bodies.limit = cfg.BufferMemory
+	m.bodies.dir.parent = cfg.TempDir
+	if m.bodies.dir.parent == "" {
+		m.bodies.dir.parent = os.TempDir()
+	}
 	if m.locks == nil {
 		m.locks = NewLocks()
 	}
@@ -135,8 +164,29 @@ func New(cfg Config) (*Middleware, error) {
 	return m, nil
 }
 
-// Close stops the cache's goroutines.
-func (m *Middleware) Close() { m.cache.close() }
+// Close stops the cache's goroutines and removes the temporary files.
+func (m *Middleware) Close() {
+	m.cache.close()
+	if err := m.bodies.dir.remove(); err != nil {
+		m.log.Warn("cannot remove the directory of temporary files", zap.Error(err))
+	}
+}
+
+// Stats are the figures a Middleware exports as metrics.
+type Stats struct {
+	MemoryBytes int64  // bytes of buffers held by bodies now
+	DiskBytes   int64  // bytes of bodies in temporary files now
+	Spills      uint64 // bodies moved to a temporary file, since New
+}
+
+// Stats reads the Middleware's figures.
+func (m *Middleware) Stats() Stats {
+	return Stats{
+		MemoryBytes: m.bodies.memory.Load(),
+		DiskBytes:   m.bodies.disk.Load(),
+		Spills:      m.bodies.spills.Load(),
+	}
+}
 
 // LockedKeys returns how many resource keys are locked or waited for now.
 func (m *Middleware) LockedKeys() int { return m.locks.Len() }

@@ -84,12 +84,12 @@ func (m *Middleware) serveRead(w http.ResponseWriter, r *http.Request, next Hand
 		return nil
 	}
 	m.observe(Tagged)
-	if n := bw.buf.Len(); declaredLength(h) != int64(n) || len(h["Content-Length"]) != 1 {
-		h["Content-Length"] = []string{strconv.Itoa(n)}
+	if n := bw.body.Len(); declaredLength(h) != n || len(h["Content-Length"]) != 1 {
+		h["Content-Length"] = []string{strconv.FormatInt(n, 10)}
 	}
 	w.WriteHeader(bw.status)
 	if r.Method != http.MethodHead {
-		_, _ = w.Write(bw.buf.Bytes())
+		_, _ = bw.body.WriteTo(w)
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"net"
 	"net/http"
@@ -44,8 +43,8 @@ type bodyWriter struct {
 	stopped bool // errStop was returned
 	wrote   bool // headers went to the client
 
-	bufs   *bufferPool
-	buf    *bytes.Buffer // from bufs once the response is known to be buffered
+	bodies *spooler
+	body   spool // started once the response is known to be buffered
 	hasher hashing.Hasher
 	tagBuf [80]byte // room for a quoted base64 SHA-256 or BLAKE3 tag
 }
@@ -66,7 +65,7 @@ func (w *bodyWriter) WriteHeader(code int) {
 	hashable := code == http.StatusOK || (w.client == nil && code >= 200 && code < 300)
 	if n := declaredLength(w.header); hashable && !isStream(w.header) && n <= w.maxBody {
 		w.mode = modeBuffer
-		w.buf = w.bufs.get(n)
+		w.body.start(w.bodies, n)
 		return
 	}
 	w.pass()
@@ -97,20 +96,23 @@ func (w *bodyWriter) Write(p []byte) (int, error) {
 	}
 	switch w.mode {
 	case modeBuffer:
-		if int64(w.buf.Len()+len(p)) > w.maxBody {
+		if w.body.Len()+int64(len(p)) > w.maxBody {
 			w.tooBig = true
 			w.pass()
 			if w.mode == modePass {
-				if _, err := w.client.Write(w.buf.Bytes()); err != nil {
+				_, err := w.body.WriteTo(w.client)
+				w.body.release()
+				if err != nil {
 					return 0, err
 				}
-				w.buf.Reset()
 				return w.client.Write(p)
 			}
 			w.stopped = true
 			return 0, errStop
 		}
-		w.buf.Write(p)
+		if _, err := w.body.Write(p); err != nil {
+			return 0, err
+		}
 		_, _ = w.hasher.Write(p)
 		return len(p), nil
 	case modePass:
