@@ -36,7 +36,7 @@ import (
 )
 
 func main() {
-	caddyArgs, _, err := prepare(os.Args[1:], os.Stderr)
+	d, err := prepare(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
 	}
@@ -46,46 +46,53 @@ func main() {
 	}
 	// Caddy takes over from here: it traps Ctrl-C, stops gracefully and
 	// exits the process, which ends the API server with it.
-	os.Args = append([]string{os.Args[0]}, caddyArgs...)
+	os.Args = append([]string{os.Args[0]}, d.caddyArgs...)
 	caddycmd.Main()
 }
 
+// demo is what prepare set up: the legacy API, running, and the gateway's
+// configuration, to be run by Caddy.
+type demo struct {
+	caddyArgs []string // Caddy's command line: run the Caddyfile
+	adapted   []byte   // the same configuration as Caddy JSON
+	api       *http.Server
+}
+
 // prepare parses the flags, checks and adapts the Caddyfile, creates the
-// directories its fs_notify handlers watch, starts the legacy API and
-// returns the arguments for Caddy's command line and the API server.
-func prepare(args []string, stderr io.Writer) ([]string, *http.Server, error) {
+// directories its fs_notify handlers watch and starts the legacy API.
+func prepare(args []string, stderr io.Writer) (*demo, error) {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	apiAddr := fs.String("api", "127.0.0.1:9080", "listen address of the demo legacy API")
 	config := fs.String("config", "Caddyfile.example", "Caddyfile to run")
 	if err := fs.Parse(args); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return nil, nil, fmt.Errorf("unexpected arguments %q; the flags are -api and -config", fs.Args())
+		return nil, fmt.Errorf("unexpected arguments %q; the flags are -api and -config", fs.Args())
 	}
 
 	body, err := os.ReadFile(*config)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil, fmt.Errorf("%s not found: run this from the repository root (go run ./cmd/demo) or pass -config", *config)
+		return nil, fmt.Errorf("%s not found: run this from the repository root (go run ./cmd/demo) or pass -config", *config)
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	adapted, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(body, map[string]any{"filename": *config})
 	if err != nil {
-		return nil, nil, fmt.Errorf("adapting %s: %w", *config, err)
+		return nil, fmt.Errorf("adapting %s: %w", *config, err)
 	}
 	for _, w := range warnings {
 		log.Printf("%s:%d: %s", *config, w.Line, w.Message)
 	}
 	gateway, roots, err := inspect(adapted)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading the adapted %s: %w", *config, err)
+		return nil, fmt.Errorf("reading the adapted %s: %w", *config, err)
 	}
 	for _, root := range roots {
 		if err := os.MkdirAll(root, 0o755); err != nil {
-			return nil, nil, fmt.Errorf("creating fs_notify root: %w", err)
+			return nil, fmt.Errorf("creating fs_notify root: %w", err)
 		}
 	}
 	if !strings.Contains(string(adapted), `"`+*apiAddr+`"`) {
@@ -94,7 +101,7 @@ func prepare(args []string, stderr io.Writer) ([]string, *http.Server, error) {
 
 	ln, err := net.Listen("tcp", *apiAddr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("starting the legacy API: %w (is another demo running? pass -api to move it)", err)
+		return nil, fmt.Errorf("starting the legacy API: %w (is another demo running? pass -api to move it)", err)
 	}
 	api := &http.Server{
 		Handler:           legacyapi.New(),
@@ -109,7 +116,14 @@ func prepare(args []string, stderr io.Writer) ([]string, *http.Server, error) {
 
 	log.Printf("legacy API on http://%s; etaggate gateway on %s (%s); Ctrl-C stops both",
 		ln.Addr(), strings.Join(gateway, ", "), *config)
-	return []string{"run", "--config", *config, "--adapter", "caddyfile"}, api, nil
+	if len(gateway) > 0 && strings.Contains(string(adapted), `"/ui/*"`) {
+		log.Printf("demo page: open %s/ui/ in two tabs and edit the same item in both", gateway[0])
+	}
+	return &demo{
+		caddyArgs: []string{"run", "--config", *config, "--adapter", "caddyfile"},
+		adapted:   adapted,
+		api:       api,
+	}, nil
 }
 
 // inspect reads adapted Caddy JSON for the URLs its HTTP servers listen on

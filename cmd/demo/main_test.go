@@ -93,10 +93,10 @@ func TestPrepareErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stderr bytes.Buffer
-			args, api, err := prepare(tt.args, &stderr)
+			d, err := prepare(tt.args, &stderr)
 			if err == nil {
-				api.Close()
-				t.Fatalf("prepare(%q) = %q, want an error", tt.args, args)
+				d.api.Close()
+				t.Fatalf("prepare(%q) = %q, want an error", tt.args, d.caddyArgs)
 			}
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("prepare(%q) error %q does not mention %q", tt.args, err, tt.want)
@@ -111,13 +111,16 @@ func TestPrepareServesAPI(t *testing.T) {
 	api := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	config := writeCaddyfile(t, fmt.Sprintf("{\n\tadmin off\n}\n:%d {\n\treverse_proxy %s\n}\n", testutil.FreePort(t), api))
 	var stderr bytes.Buffer
-	args, srv, err := prepare([]string{"-api", api, "-config", config}, &stderr)
+	d, err := prepare([]string{"-api", api, "-config", config}, &stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
-	if want := []string{"run", "--config", config, "--adapter", "caddyfile"}; !reflect.DeepEqual(args, want) {
-		t.Errorf("caddy arguments = %q, want %q", args, want)
+	defer d.api.Close()
+	if want := []string{"run", "--config", config, "--adapter", "caddyfile"}; !reflect.DeepEqual(d.caddyArgs, want) {
+		t.Errorf("caddy arguments = %q, want %q", d.caddyArgs, want)
+	}
+	if !strings.Contains(string(d.adapted), `"dial":"`+api+`"`) {
+		t.Errorf("the adapted configuration does not proxy to %s: %s", api, d.adapted)
 	}
 	resp, err := http.Get("http://" + api + "/items/1")
 	if err != nil {
@@ -249,6 +252,44 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+// exampleOn returns Caddyfile.example with the gateway moved to port, the
+// legacy API to apiAddr, the admin endpoint and config persistence off, and
+// global adds to the global options.
+func exampleOn(t *testing.T, port int, apiAddr, global string) string {
+	t.Helper()
+	example, err := os.ReadFile("../../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := string(example)
+	for _, r := range [][2]string{
+		{"admin localhost:2019", "admin off\n\tpersist_config off" + global},
+		{":8080 {", fmt.Sprintf(":%d {", port)},
+		{"reverse_proxy 127.0.0.1:9080", "reverse_proxy " + apiAddr},
+	} {
+		if !strings.Contains(config, r[0]) {
+			t.Fatalf("Caddyfile.example no longer contains %q; update this test", r[0])
+		}
+		config = strings.ReplaceAll(config, r[0], r[1])
+	}
+	return config
+}
+
+// demoDir makes a directory to run the demo from, as the repository root
+// would be but without its demo/files: config as Caddyfile.example and a
+// copy of the demo page in demo/ui.
+func demoDir(t *testing.T, config string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Caddyfile.example"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(filepath.Join(dir, "demo", "ui"), os.DirFS("../../demo/ui")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // TestDemoEndToEnd runs the command on a copy of Caddyfile.example whose
 // ports are moved to free ones, from a fresh directory without demo/files,
 // walks through the README's story, and stops it with Ctrl-C.
@@ -258,26 +299,8 @@ func TestDemoEndToEnd(t *testing.T) {
 	}
 	requireModules(t, "http.handlers.etag", "http.handlers.fs_notify")
 
-	example, err := os.ReadFile("../../Caddyfile.example")
-	if err != nil {
-		t.Fatal(err)
-	}
 	gatewayPort, apiAddr := testutil.FreePort(t), fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
-	config := string(example)
-	for _, r := range [][2]string{
-		{"admin localhost:2019", "admin off"},
-		{":8080 {", fmt.Sprintf(":%d {", gatewayPort)},
-		{"reverse_proxy 127.0.0.1:9080", "reverse_proxy " + apiAddr},
-	} {
-		if !strings.Contains(config, r[0]) {
-			t.Fatalf("Caddyfile.example no longer contains %q; update this test", r[0])
-		}
-		config = strings.ReplaceAll(config, r[0], r[1])
-	}
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "Caddyfile.example"), []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := demoDir(t, exampleOn(t, gatewayPort, apiAddr, ""))
 
 	exe, err := os.Executable()
 	if err != nil {
@@ -333,6 +356,18 @@ func TestDemoEndToEnd(t *testing.T) {
 	}
 
 	walkthrough(t, base)
+
+	// The demo page is served under /ui/, and /ui leads there.
+	resp, body := send(t, base, exchange{method: "GET", path: "/ui/"})
+	if resp.StatusCode != 200 || !strings.Contains(body, "<title>etaggate demo</title>") {
+		t.Errorf("GET /ui/ = %d %.200q, want the demo page", resp.StatusCode, body)
+	}
+	if resp, _ := send(t, base, exchange{method: "GET", path: "/ui"}); resp.StatusCode/100 != 3 || resp.Header.Get("Location") != "/ui/" {
+		t.Errorf("GET /ui = %d Location %q, want a redirect to /ui/", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if !strings.Contains(output.String(), fmt.Sprintf("open http://localhost:%d/ui/ in two tabs", gatewayPort)) {
+		t.Errorf("the start-up lines do not point at the demo page:\n%s", output.String())
+	}
 
 	// A change-notification stream stays open across the Ctrl-C below.
 	stream, err := http.Get(base + "/v1/files/%2F/notify?recursive=true")
