@@ -1,0 +1,42 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/zeebo/xxh3"
+)
+
+// ErrLocked says a resource is being written somewhere in the cluster:
+// until the write ends, its cache entries are neither trusted nor filled.
+var ErrLocked = errors.New("the resource is locked for a write")
+
+// readTimeout bounds a read's generation lookup, so that a Redis that
+// hangs slows reads by at most this much before they go on without the
+// cache.
+const readTimeout = time.Second
+
+// Generation returns resource rk's generation for a read: a cache entry
+// is current while it carries this value, and a read that began now may
+// fill the cache with it. Every write through any replica changes it
+// before the write is forwarded, and again when it ends.
+func (c *Client) Generation(ctx context.Context, rk xxh3.Uint128) (uint64, error) {
+	if c.down() {
+		return 0, fmt.Errorf("%w: it failed less than a second ago", ErrUnavailable)
+	}
+	rctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	k := c.keys(rk)
+	s, err := generationScript.Run(rctx, c.rdb, []string{k.lock, k.gen},
+		formatGeneration(newGeneration()), ms(generationTTL)).Text()
+	if errors.Is(err, redis.Nil) {
+		return 0, ErrLocked
+	}
+	if err != nil {
+		return 0, c.unavailable(ctx, fmt.Errorf("reading the cache generation: %w", err))
+	}
+	return parseGeneration(s), nil
+}

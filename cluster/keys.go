@@ -1,0 +1,32 @@
+package cluster
+
+import (
+	"encoding/hex"
+
+	"github.com/zeebo/xxh3"
+)
+
+// keys names one resource's keys in Redis. The resource's id sits in
+// braces, so its lock and generation share a hash slot and one script can
+// touch both on Redis Cluster.
+type keys struct {
+	id   string // the resource key's hash in hex: no user data reaches Redis
+	lock string // the holder's token, with the lease as expiry
+	gen  string // the resource's cache generation
+}
+
+func (c *Client) keys(rk xxh3.Uint128) keys {
+	b := rk.Bytes()
+	id := hex.EncodeToString(b[:])
+	base := c.prefix + "{r:" + id + "}:"
+	return keys{id: id, lock: base + "lock", gen: base + "gen"}
+}
+
+// releasedChannel carries the id of every resource whose lock is released.
+func (c *Client) releasedChannel() string { return c.prefix + "released" }
+
+// bootKeys mark the data Redis holds: their loss means Redis lost every
+// lock, and none may be granted for one lease.
+func (c *Client) bootKeys() (id, hold string) {
+	return c.prefix + "{boot}:id", c.prefix + "{boot}:hold"
+}

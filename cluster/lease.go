@@ -1,0 +1,151 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// ErrLeaseLost is the cause of a lease's context when the lease may have
+// ended before its holder released it: renewal failed for too long, or
+// another holder has the lock. The holder must stop, since another replica
+// may now take the lock.
+var ErrLeaseLost = errors.New("the write lock's lease in Redis was lost (renewal failed before the lease ran out)")
+
+// errReleased is the cause of a lease's context after Unlock.
+var errReleased = errors.New("write lock released")
+
+// Lease is a held write lock. It is renewed every third of the lease while
+// held; when renewal cannot succeed in time, Context is cancelled with
+// ErrLeaseLost one margin (a fifth of the lease) before the lease could
+// end in Redis, counted from when the last successful renewal was sent.
+type Lease struct {
+	c     *Client
+	k     keys
+	token string
+	gen0  uint64        // the generation before this holder
+	gen   atomic.Uint64 // the generation this holder leaves
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	stop   chan struct{} // closed by Unlock
+
+	mu       sync.Mutex
+	deadline time.Time   // when this holder gives up, lease − margin after the last renewal sent
+	lost     *time.Timer // cancels ctx at deadline
+	once     sync.Once
+}
+
+func (c *Client) newLease(k keys, token string, gen uint64, sent time.Time) *Lease {
+	l := &Lease{c: c, k: k, token: token, gen0: gen, stop: make(chan struct{})}
+	l.gen.Store(gen)
+	l.ctx, l.cancel = context.WithCancelCause(context.Background())
+	l.deadline = sent.Add(c.lease - c.margin)
+	l.lost = time.AfterFunc(time.Until(l.deadline), func() { l.cancel(ErrLeaseLost) })
+	if !c.track(l.renew) {
+		l.cancel(ErrLeaseLost) // the client is closing
+	}
+	return l
+}
+
+// Context is cancelled when the lease is lost (cause ErrLeaseLost) or
+// released. It does not derive from the context Lock was given, which
+// bounded only the wait.
+func (l *Lease) Context() context.Context { return l.ctx }
+
+// Check reports whether the lease still holds with at least the margin
+// left. Call it right before anything that must not happen without the
+// lock: it reads the clock rather than waiting for the loss timer, which
+// may not have run yet in a process that was paused.
+func (l *Lease) Check() error {
+	if err := context.Cause(l.ctx); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	dl := l.deadline
+	l.mu.Unlock()
+	if !time.Now().Before(dl) {
+		l.cancel(ErrLeaseLost)
+		return ErrLeaseLost
+	}
+	return nil
+}
+
+// Generation is the resource's generation as this holder sees it: the one
+// from before the lock (cache entries filled at it are current until the
+// holder writes), or the one set by Invalidate.
+func (l *Lease) Generation() uint64 { return l.gen.Load() }
+
+// Invalidate gives the resource a new generation, which Unlock publishes.
+// In Redis the old one is already void: taking the lock replaced it.
+func (l *Lease) Invalidate() { l.gen.Store(newGeneration()) }
+
+// Unlock releases the lock, publishes the generation and wakes waiters in
+// every replica. It is idempotent; an error means the lock stays until its
+// lease ends.
+func (l *Lease) Unlock() error {
+	var err error
+	l.once.Do(func() {
+		close(l.stop)
+		l.lost.Stop()
+		// Released even when lost here: if Redis still has this holder's
+		// token, waiters need not wait out the lease.
+		err = l.c.release(l.k, l.token, l.gen.Load())
+		l.cancel(errReleased)
+	})
+	return err
+}
+
+// renew extends the lease every third of it until Unlock, and gives the
+// lease up when Redis says another holder has it.
+func (l *Lease) renew() {
+	every := l.c.lease / 3
+	t := time.NewTimer(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-l.ctx.Done():
+			return
+		case <-l.c.ctx.Done():
+			l.cancel(ErrLeaseLost)
+			return
+		case <-t.C:
+		}
+		sent := time.Now()
+		l.mu.Lock()
+		dl := l.deadline
+		l.mu.Unlock()
+		ctx, cancel := context.WithDeadline(l.c.ctx, dl)
+		n, err := renewScript.Run(ctx, l.c.rdb, []string{l.k.lock}, l.token, ms(l.c.lease)).Int64()
+		cancel()
+		switch {
+		case err == nil && n == 1:
+			l.extend(sent)
+			t.Reset(every)
+		case err == nil:
+			l.c.log.Warn("write lock lost: its key in Redis expired or has another holder")
+			l.cancel(ErrLeaseLost)
+			return
+		default:
+			l.c.log.Warn("renewing a write lock failed; retrying until its lease runs out", zap.Error(err))
+			t.Reset(every / 5)
+		}
+	}
+}
+
+// extend moves the deadline after a renewal sent at sent succeeded.
+func (l *Lease) extend(sent time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ctx.Err() != nil {
+		return
+	}
+	l.deadline = sent.Add(l.c.lease - l.c.margin)
+	l.lost.Reset(time.Until(l.deadline))
+}

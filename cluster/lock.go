@@ -1,0 +1,118 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/zeebo/xxh3"
+)
+
+// Lock takes resource rk's write lock in Redis. It waits while another
+// holder has it, woken when that holder releases it (or when its lease
+// runs out), until ctx ends: ctx bounds the whole wait, and the lease is
+// independent of it. Take the process's local lock first, so that one
+// replica sends Redis at most one waiter per resource.
+func (c *Client) Lock(ctx context.Context, rk xxh3.Uint128) (*Lease, error) {
+	k := c.keys(rk)
+	token := newToken()
+	w := c.wake.register(k.id)
+	defer c.wake.unregister(k.id, w)
+	for {
+		if err := c.boot.wait(ctx); err != nil {
+			return nil, err
+		}
+		sent := time.Now()
+		got, err := c.tryAcquire(ctx, k, token)
+		if err != nil {
+			return nil, err
+		}
+		if got.held {
+			return c.newLease(k, token, got.gen, sent), nil
+		}
+		if err := w.wait(ctx, got.retryIn); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// acquired is the answer to one attempt at a lock.
+type acquired struct {
+	held    bool
+	gen     uint64        // when held: the generation before this holder
+	retryIn time.Duration // when not: the current holder's lease left
+}
+
+// tryAcquire makes one attempt, in one round trip that also reads the
+// boot marker: a Redis that lost its data grants no lock for one lease.
+func (c *Client) tryAcquire(ctx context.Context, k keys, token string) (acquired, error) {
+	idKey, holdKey := c.bootKeys()
+	keys := []string{k.lock, k.gen}
+	args := []any{token, ms(c.lease), formatGeneration(newGeneration()), ms(generationTTL)}
+	var acq *redis.Cmd
+	var marker *redis.StringCmd
+	var hold *redis.DurationCmd
+	run := func(eval func(redis.Pipeliner) *redis.Cmd) error {
+		_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			acq = eval(p)
+			marker = p.Get(ctx, idKey)
+			hold = p.PTTL(ctx, holdKey)
+			return nil
+		})
+		return err
+	}
+	err := run(func(p redis.Pipeliner) *redis.Cmd { return acquireScript.EvalSha(ctx, p, keys, args...) })
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		err = run(func(p redis.Pipeliner) *redis.Cmd { return acquireScript.Eval(ctx, p, keys, args...) })
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return acquired{}, c.unavailable(ctx, fmt.Errorf("taking the write lock: %w", err))
+	}
+	got, err := parseAcquired(acq)
+	if err != nil {
+		return acquired{}, c.unavailable(ctx, err)
+	}
+	if c.boot.check(marker.Val(), hold.Val()) {
+		return got, nil
+	}
+	// Redis started empty, or another replica saw it did: give back what
+	// this attempt took, and wait out the hold.
+	if got.held {
+		c.release(k, token, newGeneration())
+	}
+	if marker.Val() == "" {
+		if err := c.markBoot(ctx); err != nil {
+			return acquired{}, err
+		}
+	}
+	return acquired{}, nil
+}
+
+func parseAcquired(cmd *redis.Cmd) (acquired, error) {
+	v, err := cmd.Slice()
+	if err != nil || len(v) != 2 {
+		return acquired{}, fmt.Errorf("taking the write lock: unexpected answer %v: %w", v, err)
+	}
+	if ok, _ := v[0].(int64); ok == 1 {
+		s, _ := v[1].(string)
+		return acquired{held: true, gen: parseGeneration(s)}, nil
+	}
+	pttl, _ := v[1].(int64)
+	return acquired{retryIn: time.Duration(pttl) * time.Millisecond}, nil
+}
+
+// release gives a lock back, leaving generation gen, and wakes the
+// waiters. It has its own deadline: the request that held the lock may be
+// gone, and the lock must still be released.
+func (c *Client) release(k keys, token string, gen uint64) error {
+	ctx, cancel := context.WithTimeout(c.ctx, min(c.lease, 3*time.Second))
+	defer cancel()
+	err := releaseScript.Run(ctx, c.rdb, []string{k.lock, k.gen},
+		token, formatGeneration(gen), ms(generationTTL), c.releasedChannel(), k.id).Err()
+	if err != nil {
+		return c.unavailable(c.ctx, fmt.Errorf("releasing the write lock (it expires by itself within its lease): %w", err))
+	}
+	return nil
+}

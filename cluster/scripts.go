@@ -1,0 +1,119 @@
+package cluster
+
+import (
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Generations are random, never counted: after Redis loses a key, or a key
+// expires, the new value matches no entry any replica still holds, so a
+// loss can only cause misses.
+const generationTTL = 24 * time.Hour
+
+// The scripts run atomically in Redis; each touches the keys of one
+// resource only (one hash slot). Every script is safe to run twice, as a
+// client retry after a lost reply may do.
+var (
+	// acquireScript takes the lock for ARGV[1] with a lease of ARGV[2] ms,
+	// or tells how long the current holder's lease has left. On success it
+	// returns the resource's generation and replaces it with ARGV[3], so
+	// that no entry filled before survives a holder that dies mid-write.
+	// A retried acquire that had succeeded finds its own token and keeps
+	// the lock.
+	acquireScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {1, redis.call('GET', KEYS[2]) or ''}
+end
+if cur then
+  return {0, redis.call('PTTL', KEYS[1])}
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local gen = redis.call('GET', KEYS[2]) or ''
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+return {1, gen}
+`)
+
+	// renewScript extends the lease of the holder ARGV[1] to ARGV[2] ms.
+	renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+`)
+
+	// releaseScript releases the lock of holder ARGV[1], sets the
+	// generation the holder leaves (ARGV[2]) and wakes the waiters of
+	// every replica. A holder whose lease ended touches nothing.
+	releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+`)
+
+	// generationScript returns the generation a read may fill the cache
+	// with: none while the resource is locked (a write may be committing
+	// upstream), else the current one, created as ARGV[1] if missing.
+	generationScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return false
+end
+local gen = redis.call('GET', KEYS[2])
+if not gen then
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+  gen = ARGV[1]
+end
+return gen
+`)
+
+	// bootScript marks a Redis that has no marker, which means it started
+	// empty, and holds every lock for one lease (ARGV[2] ms): the leases
+	// it forgot may still have writes in flight.
+	bootScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+end
+return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[2])}
+`)
+)
+
+// newGeneration returns a random generation; zero is never one.
+func newGeneration() uint64 {
+	for {
+		if g := rand.Uint64(); g != 0 {
+			return g
+		}
+	}
+}
+
+// parseGeneration reads a generation stored by this package. A missing or
+// foreign value becomes a new random one, which matches no cache entry.
+func parseGeneration(s string) uint64 {
+	g, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || g == 0 {
+		return newGeneration()
+	}
+	return g
+}
+
+func formatGeneration(g uint64) string { return strconv.FormatUint(g, 10) }
+
+// newToken returns a lock holder's token: 128 random bits.
+func newToken() string {
+	var b [32]byte
+	buf := strconv.AppendUint(b[:0], rand.Uint64(), 36)
+	buf = append(buf, '.')
+	buf = strconv.AppendUint(buf, rand.Uint64(), 36)
+	return string(buf)
+}
+
+func ms(d time.Duration) int64 { return d.Milliseconds() }
