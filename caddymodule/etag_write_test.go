@@ -30,8 +30,9 @@ import (
 // configuration per process, so none of them is parallel.
 
 // wrUpstream is a legacy store that knows nothing of preconditions. GET
-// answers a document with its Last-Modified; PUT replaces, PATCH appends,
-// DELETE removes. It records every write that reaches it.
+// answers a document with its Last-Modified (none for a zero time); PUT
+// replaces, PATCH appends, DELETE removes, and a POST does what its
+// X-HTTP-Method-Override names. It records every write that reaches it.
 type wrUpstream struct {
 	addr string
 
@@ -84,7 +85,9 @@ func (u *wrUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain")
-		w.Header().Set("Last-Modified", d.modified.UTC().Format(http.TimeFormat))
+		if !d.modified.IsZero() {
+			w.Header().Set("Last-Modified", d.modified.UTC().Format(http.TimeFormat))
+		}
 		_, _ = w.Write(d.body)
 		return
 	}
@@ -101,7 +104,11 @@ func (u *wrUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	d, ok = u.docs[r.URL.Path]
 	status := http.StatusNoContent
 	now := time.Now()
-	switch r.Method {
+	method := r.Method
+	if o := r.Header.Get("X-Http-Method-Override"); o != "" && method == http.MethodPost {
+		method = o // as many legacy frameworks do
+	}
+	switch method {
 	case http.MethodPut:
 		if !ok {
 			status = http.StatusCreated

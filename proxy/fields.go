@@ -16,12 +16,15 @@ var tagListFields = [...]string{"If-Match", "If-None-Match"}
 var writeConditionals = [...]string{"If-Match", "If-None-Match", "If-Unmodified-Since"}
 
 // internalGetDrop is what a write's internal GET leaves out besides the
-// conditionalFields: a range would select part of the representation, and
-// the content fields describe the write's body, which the GET has not.
+// conditionalFields: a range would select part of the representation, the
+// content fields describe the write's body, which the GET has not, and a
+// method override would make the GET a write to an upstream that honours
+// it.
 var internalGetDrop = [...]string{
 	"If-Range", "Range",
 	"Content-Type", "Content-Length", "Content-Encoding", "Content-Language", "Content-Range",
 	"Content-Md5", "Content-Digest", "Repr-Digest", "Expect", "Transfer-Encoding", "Trailer",
+	"X-Http-Method-Override", "X-Http-Method", "X-Method-Override",
 }
 
 // checkRelayed are the fields of a check GET's 4xx that tell the client how

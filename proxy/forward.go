@@ -12,17 +12,58 @@ import (
 	"github.com/etaggate/etaggate/hashing"
 )
 
+// forward sends a write whose preconditions held (or that had none)
+// through the rest of the route, without the conditional fields, which
+// name this gateway's ETags, not the upstream's.
+func (m *Middleware) forward(w http.ResponseWriter, r *http.Request, next Handler, rk resourceKey, method string, conditional bool) error {
+	fwd := r
+	if conditional {
+		fwd = r.Clone(r.Context())
+		for _, f := range writeConditionals {
+			delete(fwd.Header, f)
+		}
+	}
+	m.observe(Forwarded)
+	fw := &forwardWriter{ResponseWriter: w, m: m, r: r, method: method, rk: rk, next: next}
+	if method == http.MethodPut && m.cfg.ETagAfterWrite {
+		// Hash the content as it streams upstream: RFC 9110 §9.3.4 allows
+		// an ETag on the response only if the new representation is that
+		// content untransformed.
+		fw.sent = &hashingBody{ReadCloser: http.NoBody, length: r.ContentLength, h: m.hashers.Get().(hashing.Hasher)}
+		fw.sent.h.Reset()
+		defer fw.sent.release(&m.hashers)
+		if r.Body == nil || r.Body == http.NoBody {
+			fw.sent.eof = true
+		} else {
+			fw.sent.ReadCloser = r.Body
+			fwd = fwd.WithContext(fwd.Context()) // a shallow copy whose Body can change
+			fwd.Body = fw.sent
+		}
+	}
+	// Whatever happens upstream, cached ETags of this resource are suspect
+	// from now on. A 2xx invalidates them as soon as the upstream answers,
+	// and the read after the write may then refill the cache with the new
+	// ETag; any other ending invalidates here, before the lock is released.
+	defer func() {
+		if !fw.invalidated {
+			m.cache.invalidate(rk)
+		}
+	}()
+	return next.ServeHTTP(fw, fwd)
+}
+
 // forwardWriter carries a write's response to the client. When the upstream
 // answers 2xx, it invalidates the cache and, while the write lock is still
 // held, fetches the new representation to put its ETag on the response.
 type forwardWriter struct {
 	http.ResponseWriter
-	m    *Middleware
-	r    *http.Request
-	rk   resourceKey
-	next Handler
-	sent *hashingBody // a PUT's content as it went upstream, when hashed
-	done bool
+	m      *Middleware
+	r      *http.Request
+	method string // whose rules apply, see writeMethod
+	rk     resourceKey
+	next   Handler
+	sent   *hashingBody // a PUT's content as it went upstream, when hashed
+	done   bool
 	// invalidated is set once a 2xx has invalidated the cache.
 	invalidated bool
 }
@@ -68,7 +109,7 @@ func (f *forwardWriter) afterWrite() {
 	if t, err := hashing.ParseTag(h.Get("Etag")); err != nil || t.Weak || !m.cfg.KeepUpstreamETag {
 		delete(h, "Etag") // not a validator of ours
 	}
-	if !m.cfg.ETagAfterWrite || f.r.Method == http.MethodDelete {
+	if !m.cfg.ETagAfterWrite || f.method == http.MethodDelete {
 		return
 	}
 	cur, err := m.current(f.r, f.rk, f.next, false)
@@ -79,7 +120,7 @@ func (f *forwardWriter) afterWrite() {
 	if !cur.exists || cur.etag.Opaque == "" {
 		return
 	}
-	if f.r.Method == http.MethodPut && !f.sent.matches(cur.digest) {
+	if f.method == http.MethodPut && !f.sent.matches(cur.digest) {
 		// The upstream stored something other than the content it was
 		// sent (normalised, or with fields of its own): an ETag here would
 		// tell the client its own body is the new representation, which

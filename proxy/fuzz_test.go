@@ -217,6 +217,19 @@ func FuzzEvaluate(f *testing.F) {
 	})
 }
 
+// refProtected is require_precondition's rule as the README states it: a
+// write passes only with a precondition that is evaluated against cur.
+func refProtected(h http.Header, cur current) bool {
+	if len(h["If-Match"]) > 0 {
+		return true
+	}
+	if l, _ := hashing.ParseList(h["If-None-Match"]); l.Any || len(l.Tags) > 0 {
+		return true
+	}
+	_, err := http.ParseTime(h.Get("If-Unmodified-Since"))
+	return err == nil && cur.exists && !cur.lastModified.IsZero()
+}
+
 // FuzzServeWrite sends fuzzed preconditions through the whole write path
 // and checks what reaches the rest of the route.
 func FuzzServeWrite(f *testing.F) {
@@ -240,6 +253,10 @@ func FuzzServeWrite(f *testing.F) {
 		{2, "", "", "", true, false},
 		{2, "abc", "", "", true, false},
 		{2, curTag, `"a",,"b`, "", true, false},
+		{2, "", "", "garbage", true, true},
+		{3, "", "", lm.Format(http.TimeFormat), false, true},
+		{4, "", ", ,", "", true, true},
+		{2, "", "\n", "", true, true},
 	} {
 		f.Add(s.method, s.im, s.inm, s.ius, s.exists, s.req)
 	}
@@ -300,7 +317,7 @@ func FuzzServeWrite(f *testing.F) {
 		switch {
 		case imErr != nil || inmErr != nil:
 			want = http.StatusBadRequest
-		case !hasPreconditions(r.Header) && require:
+		case require && !refProtected(r.Header, cur):
 			want = http.StatusPreconditionRequired
 		}
 		if want == 0 {

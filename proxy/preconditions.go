@@ -145,8 +145,12 @@ type verdict struct {
 // §13.2.2. A syntax error in an entity-tag list is returned with the name of
 // the field.
 func evaluate(r *http.Request, cur current) (verdict, error) {
-	safe := r.Method == http.MethodGet || r.Method == http.MethodHead
-	h := r.Header
+	return evaluateHeader(r.Header, r.Method == http.MethodGet || r.Method == http.MethodHead, cur)
+}
+
+// evaluateHeader is evaluate for the fields h of a request that is safe
+// (GET, HEAD) or not.
+func evaluateHeader(h http.Header, safe bool, cur current) (verdict, error) {
 	im, err := checkIfMatch(h["If-Match"], cur)
 	if err != nil {
 		return verdict{}, fieldError{"If-Match", err}
@@ -216,6 +220,35 @@ func hasPreconditions(h http.Header) bool {
 		}
 	}
 	return false
+}
+
+// protected reports whether a write's preconditions are evaluated against
+// the current representation, as require_precondition demands; if not, it
+// names the field that was ignored ("" when there was none). RFC 9110
+// §13.1.4 ignores an If-Unmodified-Since that is not an HTTP-date or whose
+// representation has no modification date, and an If-None-Match that lists
+// no entity-tag protects nothing. With cur nil, before the lookup, a valid
+// date counts: the representation may have one.
+func protected(h http.Header, cur *current) (ok bool, ignored string) {
+	if len(h["If-Match"]) > 0 {
+		return true, ""
+	}
+	if v := h["If-None-Match"]; len(v) > 0 {
+		s := hashing.NewScanner(v)
+		if s.Next() || s.Any() {
+			return true, ""
+		}
+		ignored = "If-None-Match"
+	}
+	if v := first(h, "If-Unmodified-Since"); len(h["If-Unmodified-Since"]) > 0 {
+		if _, err := http.ParseTime(v); err == nil && (cur == nil || cur.exists && !cur.lastModified.IsZero()) {
+			return true, ""
+		}
+		if ignored == "" {
+			ignored = "If-Unmodified-Since"
+		}
+	}
+	return false, ignored
 }
 
 // first returns the first value of a header given in canonical form; unlike

@@ -75,11 +75,40 @@ func (m *Middleware) checkFailed(w http.ResponseWriter, r *http.Request, err err
 	problem.Write(w, problem.New(ce.status, detail))
 }
 
-func (m *Middleware) preconditionRequired(w http.ResponseWriter, r *http.Request) {
+// preconditionRequired answers 428 to a write under require_precondition
+// whose preconditions are absent or were all ignored (see protected); cur is
+// the current representation once it was looked up.
+func (m *Middleware) preconditionRequired(w http.ResponseWriter, r *http.Request, method, ignored string, cur *current) {
 	m.observe(PreconditionRequired)
-	m.log.Info("precondition required", requestFields(r)...)
-	problem.Write(w, problem.New(http.StatusPreconditionRequired, fmt.Sprintf(
-		"%s %s needs a precondition: GET the resource and send its ETag in If-Match, or send If-None-Match: * to create it", r.Method, r.URL.Path)))
+	m.log.Info("precondition required", requestFields(r, zap.String("method_enforced", method), zap.String("ignored", ignored))...)
+	detail := fmt.Sprintf("%s %s needs a precondition: GET the resource and send its ETag in If-Match, or send If-None-Match: * to create it", method, r.URL.Path)
+	switch {
+	case ignored == "If-None-Match":
+		detail += "; the If-None-Match sent lists no entity-tag, so it protects nothing"
+	case ignored == "If-Unmodified-Since" && cur == nil:
+		detail += fmt.Sprintf("; If-Unmodified-Since %q is not an HTTP-date such as %q, so it is ignored (RFC 9110 §13.1.4)",
+			problem.Clip(first(r.Header, "If-Unmodified-Since")), "Sun, 06 Nov 1994 08:49:37 GMT")
+	case ignored == "If-Unmodified-Since":
+		detail += "; If-Unmodified-Since is ignored because the resource does not exist or has no Last-Modified date (RFC 9110 §13.1.4)"
+	}
+	p := problem.New(http.StatusPreconditionRequired, detail)
+	if ignored != "" {
+		p.Extensions = map[string]any{"header": ignored}
+	}
+	problem.Write(w, p)
+}
+
+// badOverride answers 400 to a request whose method-override fields
+// disagree.
+func (m *Middleware) badOverride(w http.ResponseWriter, r *http.Request, err error) {
+	m.observe(Malformed)
+	m.log.Info("conflicting method overrides", requestFields(r, zap.Error(err))...)
+	p := problem.New(http.StatusBadRequest, err.Error())
+	var oe *overrideError
+	if errors.As(err, &oe) {
+		p.Extensions = map[string]any{"header": oe.field}
+	}
+	problem.Write(w, p)
 }
 
 // gatewayStatus maps an error from the rest of the route to 504 for a

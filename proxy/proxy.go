@@ -207,11 +207,15 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 
 // ServeHTTP handles r in front of next.
 func (m *Middleware) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) error {
+	method, err := m.writeMethod(r)
 	switch {
+	case err != nil:
+		m.badOverride(w, r, err)
+		return nil
+	case m.enforced[method]:
+		return m.serveWrite(w, r, next, method)
 	case r.Method == http.MethodGet || r.Method == http.MethodHead:
 		return m.serveRead(w, r, next)
-	case m.enforced[r.Method]:
-		return m.serveWrite(w, r, next)
 	}
 	return next.ServeHTTP(w, r)
 }

@@ -4,21 +4,22 @@ import (
 	"net/http"
 
 	"go.uber.org/zap"
-
-	"github.com/etaggate/etaggate/hashing"
 )
 
 // serveWrite evaluates a write's preconditions against the current
 // representation and forwards it, all under the resource's write lock.
-func (m *Middleware) serveWrite(w http.ResponseWriter, r *http.Request, next Handler) error {
+// method is the one whose rules apply (see writeMethod).
+func (m *Middleware) serveWrite(w http.ResponseWriter, r *http.Request, next Handler, method string) error {
 	if err := checkSyntax(r); err != nil {
 		m.badRequest(w, r, err)
 		return nil
 	}
 	conditional := hasPreconditions(r.Header)
-	if !conditional && m.cfg.RequirePrecondition {
-		m.preconditionRequired(w, r)
-		return nil
+	if m.cfg.RequirePrecondition {
+		if ok, ignored := protected(r.Header, nil); !ok {
+			m.preconditionRequired(w, r, method, ignored, nil)
+			return nil
+		}
 	}
 
 	rk := m.resourceKey(r)
@@ -35,45 +36,18 @@ func (m *Middleware) serveWrite(w http.ResponseWriter, r *http.Request, next Han
 			m.checkFailed(w, r, err)
 			return nil
 		}
-		v, _ := evaluate(r, cur) // syntax was checked above
+		v, _ := evaluateHeader(r.Header, false, cur) // syntax was checked above
 		if v.status != 0 {
 			m.preconditionFailed(w, r, v.header, cur.etag)
 			return nil
 		}
+		if m.cfg.RequirePrecondition {
+			if ok, ignored := protected(r.Header, &cur); !ok {
+				m.preconditionRequired(w, r, method, ignored, &cur)
+				return nil
+			}
+		}
 	}
 
-	fwd := r
-	if conditional {
-		fwd = r.Clone(r.Context())
-		for _, f := range writeConditionals {
-			delete(fwd.Header, f)
-		}
-	}
-	m.observe(Forwarded)
-	fw := &forwardWriter{ResponseWriter: w, m: m, r: r, rk: rk, next: next}
-	if r.Method == http.MethodPut && m.cfg.ETagAfterWrite {
-		// Hash the content as it streams upstream: RFC 9110 §9.3.4 allows
-		// an ETag on the response only if the new representation is that
-		// content untransformed.
-		fw.sent = &hashingBody{ReadCloser: http.NoBody, length: r.ContentLength, h: m.hashers.Get().(hashing.Hasher)}
-		fw.sent.h.Reset()
-		defer fw.sent.release(&m.hashers)
-		if r.Body == nil || r.Body == http.NoBody {
-			fw.sent.eof = true
-		} else {
-			fw.sent.ReadCloser = r.Body
-			fwd = fwd.WithContext(fwd.Context()) // a shallow copy whose Body can change
-			fwd.Body = fw.sent
-		}
-	}
-	// Whatever happens upstream, cached ETags of this resource are suspect
-	// from now on. A 2xx invalidates them as soon as the upstream answers,
-	// and the read after the write may then refill the cache with the new
-	// ETag; any other ending invalidates here, before the lock is released.
-	defer func() {
-		if !fw.invalidated {
-			m.cache.invalidate(rk)
-		}
-	}()
-	return next.ServeHTTP(fw, fwd)
+	return m.forward(w, r, next, rk, method, conditional)
 }
