@@ -49,7 +49,17 @@ func Adapt(t testing.TB, caddyfile string) []byte {
 // off, logs at ERROR only), so callers write only site blocks.
 func Load(t testing.TB, caddyfile string) {
 	t.Helper()
-	full := "{\n\tadmin off\n\tpersist_config off\n\tauto_https off\n\tlog {\n\t\tlevel ERROR\n\t}\n}\n" + caddyfile
+	LoadWith(t, "", caddyfile)
+}
+
+// LoadWith is Load with more global options, such as an etaggate block,
+// written unindented.
+func LoadWith(t testing.TB, globals, caddyfile string) {
+	t.Helper()
+	if globals != "" {
+		globals = "\t" + strings.ReplaceAll(strings.TrimSpace(globals), "\n", "\n\t") + "\n"
+	}
+	full := "{\n\tadmin off\n\tpersist_config off\n\tauto_https off\n\tlog {\n\t\tlevel ERROR\n\t}\n" + globals + "}\n" + caddyfile
 	if err := caddy.Load(Adapt(t, full), true); err != nil {
 		t.Fatalf("loading config: %v", err)
 	}
