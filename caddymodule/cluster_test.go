@@ -18,7 +18,8 @@ import (
 // returns the etaggate app's JSON.
 func adaptApp(t *testing.T, globals string) map[string]any {
 	t.Helper()
-	cfg := testutil.Adapt(t, "{\n"+globals+"\n}\n:8080 {\n\trespond ok\n}\n")
+	globals = "\t" + strings.ReplaceAll(strings.TrimSpace(globals), "\n", "\n\t")
+	cfg := testutil.Adapt(t, "{\n"+globals+"\n}\n\n:8080 {\n\trespond ok\n}\n")
 	var doc struct {
 		Apps map[string]json.RawMessage `json:"apps"`
 	}
@@ -34,16 +35,8 @@ func TestClusterCaddyfile(t *testing.T) {
 	for _, c := range []struct {
 		name, globals, want string
 	}{
-		{"every option", `etaggate {
-			redis redis://10.0.0.5:6379/0 {
-				password {env.REDIS_PASSWORD}
-				prefix   shop:
-				lease    20s
-			}
-		}`, `{"redis":{"address":"redis://10.0.0.5:6379/0","lease":20000000000,"password":"{env.REDIS_PASSWORD}","prefix":"shop:"}}`},
-		{"address only", `etaggate {
-			redis 127.0.0.1:6379
-		}`, `{"redis":{"address":"127.0.0.1:6379"}}`},
+		{"every option", "etaggate {\n\tredis redis://10.0.0.5:6379/0 {\n\t\tpassword {env.REDIS_PASSWORD}\n\t\tprefix shop:\n\t\tlease 20s\n\t}\n}", `{"redis":{"address":"redis://10.0.0.5:6379/0","lease":20000000000,"password":"{env.REDIS_PASSWORD}","prefix":"shop:"}}`},
+		{"address only", "etaggate {\n\tredis 127.0.0.1:6379\n}", `{"redis":{"address":"127.0.0.1:6379"}}`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := json.Marshal(adaptApp(t, c.globals))
