@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/etaggate/etaggate/internal/problem"
 )
 
 // Tag is one entity-tag. Opaque is the quoted part including its quotes,
@@ -29,7 +31,7 @@ func ParseTag(s string) (Tag, error) {
 		return Tag{}, err
 	}
 	if rest != "" {
-		return Tag{}, fmt.Errorf("entity-tag %q: unexpected %q after the closing quote", s, rest)
+		return Tag{}, fmt.Errorf("entity-tag %q: unexpected %q after the closing quote", problem.Clip(s), problem.Clip(rest))
 	}
 	return t, nil
 }
@@ -106,7 +108,7 @@ func (s *Scanner) Next() bool {
 	}
 	rest = strings.TrimLeft(rest, " \t")
 	if rest != "" && rest[0] != ',' {
-		s.err = fmt.Errorf("%w: expected a comma after %s, found %q", ErrMalformed, t, rest)
+		s.err = fmt.Errorf("%w: expected a comma after %s, found %q", ErrMalformed, problem.Clip(t.String()), problem.Clip(rest))
 		return false
 	}
 	s.tag, s.rest = t, rest
@@ -167,7 +169,7 @@ func scanTag(s string) (Tag, string, error) {
 		s = s[2:]
 	}
 	if len(s) == 0 || s[0] != '"' {
-		return Tag{}, "", fmt.Errorf("%w: %q is not a quoted entity-tag such as \"abc\" or W/\"abc\"", ErrMalformed, clip(in))
+		return Tag{}, "", fmt.Errorf("%w: %q is not a quoted entity-tag such as \"abc\" or W/\"abc\"", ErrMalformed, problem.Clip(in))
 	}
 	for i := 1; i < len(s); i++ {
 		c := s[i]
@@ -177,15 +179,8 @@ func scanTag(s string) (Tag, string, error) {
 			return t, s[i+1:], nil
 		case c == 0x21 || (c >= 0x23 && c <= 0x7e) || c >= 0x80:
 		default:
-			return Tag{}, "", fmt.Errorf("%w: character %q is not allowed inside entity-tag %q", ErrMalformed, c, clip(in))
+			return Tag{}, "", fmt.Errorf("%w: character %q is not allowed inside entity-tag %q", ErrMalformed, c, problem.Clip(in))
 		}
 	}
-	return Tag{}, "", fmt.Errorf("%w: entity-tag %q has no closing quote", ErrMalformed, clip(in))
-}
-
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
-	}
-	return s
+	return Tag{}, "", fmt.Errorf("%w: entity-tag %q has no closing quote", ErrMalformed, problem.Clip(in))
 }

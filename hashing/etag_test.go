@@ -2,6 +2,7 @@ package hashing_test
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -284,5 +285,32 @@ func TestComputedTagsRoundTrip(t *testing.T) {
 		if hashing.StrongMatch(l.Tags[1], hashing.Tag{Opaque: tag}) || !hashing.WeakMatch(l.Tags[1], hashing.Tag{Opaque: tag}) {
 			t.Errorf("%v: W/%s compares wrongly with %s", a, tag, tag)
 		}
+	}
+}
+
+// TestErrorsClipped: whatever the size of a malformed field, an error
+// quotes at most a few hundred bytes of it, so that neither a problem body
+// nor a log line grows with the field.
+func TestErrorsClipped(t *testing.T) {
+	long := strings.Repeat("a", 1<<20)
+	for name, value := range map[string]string{
+		"no commas":              strings.Repeat(`"a" `, 1<<18),
+		"long tag, then garbage": `"` + long + `" x`,
+		"unquoted":               long,
+		"no closing quote":       `"` + long,
+		"bad character":          `"` + long + "\x01\"",
+	} {
+		s := hashing.NewScanner([]string{value})
+		for s.Next() {
+		}
+		if s.Err() == nil {
+			t.Fatalf("%s: no error", name)
+		}
+		if msg := s.Err().Error(); len(msg) > 1024 || !strings.Contains(msg, "…") {
+			t.Errorf("%s: a %d-byte error, want at most 1024 with an ellipsis: %.200s", name, len(msg), msg)
+		}
+	}
+	if _, err := hashing.ParseTag(`"` + long + `"` + long); err == nil || len(err.Error()) > 1024 {
+		t.Errorf("ParseTag of a long tag with trailing bytes: %d-byte error", len(fmt.Sprint(err)))
 	}
 }

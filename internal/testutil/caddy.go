@@ -70,9 +70,15 @@ func LoadWith(t testing.TB, globals, caddyfile string) {
 // test ends. It returns the base URL, http://127.0.0.1:<port>.
 func Start(t testing.TB, caddyfile string) string {
 	t.Helper()
+	return StartWith(t, "", caddyfile)
+}
+
+// StartWith is Start with more global options (see LoadWith).
+func StartWith(t testing.TB, globals, caddyfile string) string {
+	t.Helper()
 	port := FreePort(t)
 	caddyfile = strings.ReplaceAll(caddyfile, "{port}", fmt.Sprint(port))
-	Load(t, caddyfile)
+	LoadWith(t, globals, caddyfile)
 	t.Cleanup(func() {
 		if err := caddy.Stop(); err != nil {
 			t.Errorf("stopping caddy: %v", err)
