@@ -20,8 +20,8 @@ func TestCaddyETagMalformedHeaderClipped(t *testing.T) {
 	up := startWrUpstream(t)
 	up.set("/big", "v1", time.Now())
 	logFile := filepath.Join(t.TempDir(), "etag.log")
-	global := "\tservers {\n\t\tmax_header_size 4MB\n\t}\n" +
-		"\tlog etag {\n\t\toutput file " + logFile + "\n\t\tinclude http.handlers.etag\n\t\tlevel INFO\n\t}"
+	global := "servers {\n\tmax_header_size 4MB\n}\n" +
+		"log etag {\n\toutput file " + logFile + "\n\tinclude http.handlers.etag\n\tlevel INFO\n}"
 	base := testutil.StartWith(t, global, ":{port} {\n\tbind 127.0.0.1\n\tetag {\n\t\trequire_precondition\n\t}\n\treverse_proxy "+up.addr+"\n}\n")
 
 	const size = 1 << 20
