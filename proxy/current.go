@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"time"
@@ -29,19 +30,19 @@ func (m *Middleware) current(r *http.Request, rk resourceKey, next Handler, from
 		vk = variantOf(rk, m.vary, r.Header)
 	}
 	if fromCache {
-		if e, ok := m.cache.get(rk, vk, r.Header); ok {
-			cur := current{exists: true, etag: hashing.Tag{Opaque: e.etag}}
-			if e.lastModified != 0 {
-				cur.lastModified = time.Unix(e.lastModified, 0)
-			}
+		if cur, ok := m.cached(r, rk, vk); ok {
 			return cur, nil
 		}
 	}
 	gen := m.cache.generation(rk)
-	g := internalGet(r)
+	ctx, cancel := context.WithTimeout(r.Context(), m.cfg.CheckTimeout)
+	defer cancel()
 	bw := m.newWriter(nil, make(http.Header), false)
 	defer m.releaseWriter(bw)
-	err := callNext(bw, g, next)
+	err := callNext(bw, internalGet(ctx, r), next)
+	if ctx.Err() == context.DeadlineExceeded && r.Context().Err() == nil {
+		return current{}, &checkError{status: http.StatusGatewayTimeout, err: fmt.Errorf("GET %s: no complete answer within check_timeout (%s)", r.RequestURI, m.cfg.CheckTimeout)}
+	}
 	if err != nil && !bw.stopped {
 		return current{}, &checkError{status: m.gatewayStatus(err), err: fmt.Errorf("GET %s: %w", r.RequestURI, err)}
 	}
@@ -71,10 +72,24 @@ func (m *Middleware) current(r *http.Request, rk resourceKey, next Handler, from
 	}
 }
 
+// cached returns the current representation a fresh cache entry of the
+// variant vk knows.
+func (m *Middleware) cached(r *http.Request, rk resourceKey, vk variantKey) (current, bool) {
+	e, ok := m.cache.get(rk, vk, r.Header)
+	if !ok {
+		return current{}, false
+	}
+	cur := current{exists: true, etag: hashing.Tag{Opaque: e.etag}}
+	if e.lastModified != 0 {
+		cur.lastModified = time.Unix(e.lastModified, 0)
+	}
+	return cur, true
+}
+
 // internalGet derives from a write the GET that reads its target: same URI
-// and headers, minus the body and anything conditional.
-func internalGet(r *http.Request) *http.Request {
-	g := r.Clone(r.Context())
+// and headers, minus the body and anything conditional, under ctx.
+func internalGet(ctx context.Context, r *http.Request) *http.Request {
+	g := r.Clone(ctx)
 	g.Method = http.MethodGet
 	g.Body = http.NoBody
 	g.GetBody = nil

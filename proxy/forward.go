@@ -15,7 +15,7 @@ import (
 // forward sends a write whose preconditions held (or that had none)
 // through the rest of the route, without the conditional fields, which
 // name this gateway's ETags, not the upstream's.
-func (m *Middleware) forward(w http.ResponseWriter, r *http.Request, next Handler, rk resourceKey, method string, conditional bool) error {
+func (m *Middleware) forward(w http.ResponseWriter, r *http.Request, next Handler, rk resourceKey, method string, conditional bool, body *receivedBody) error {
 	fwd := r
 	if conditional {
 		fwd = r.Clone(r.Context())
@@ -23,20 +23,28 @@ func (m *Middleware) forward(w http.ResponseWriter, r *http.Request, next Handle
 			delete(fwd.Header, f)
 		}
 	}
+	if body != nil {
+		if fwd == r {
+			fwd = fwd.WithContext(fwd.Context()) // a shallow copy whose Body can change
+		}
+		body.forward(fwd)
+	}
 	m.observe(Forwarded)
 	fw := &forwardWriter{ResponseWriter: w, m: m, r: r, method: method, rk: rk, next: next}
 	if method == http.MethodPut && m.cfg.ETagAfterWrite {
 		// Hash the content as it streams upstream: RFC 9110 §9.3.4 allows
 		// an ETag on the response only if the new representation is that
 		// content untransformed.
-		fw.sent = &hashingBody{ReadCloser: http.NoBody, length: r.ContentLength, h: m.hashers.Get().(hashing.Hasher)}
+		fw.sent = &hashingBody{ReadCloser: http.NoBody, length: fwd.ContentLength, h: m.hashers.Get().(hashing.Hasher)}
 		fw.sent.h.Reset()
 		defer fw.sent.release(&m.hashers)
-		if r.Body == nil || r.Body == http.NoBody {
+		if fwd.Body == nil || fwd.Body == http.NoBody {
 			fw.sent.eof = true
 		} else {
-			fw.sent.ReadCloser = r.Body
-			fwd = fwd.WithContext(fwd.Context()) // a shallow copy whose Body can change
+			fw.sent.ReadCloser = fwd.Body
+			if fwd == r {
+				fwd = fwd.WithContext(fwd.Context()) // a shallow copy whose Body can change
+			}
 			fwd.Body = fw.sent
 		}
 	}

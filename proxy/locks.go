@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"net/http"
 	"sync"
 )
 
@@ -78,4 +79,23 @@ func (t *Locks) Len() int {
 		s.mu.Unlock()
 	}
 	return n
+}
+
+// lockWrite takes the write lock of r's resource, waiting at most
+// lock_wait for it: the deadline bounds the whole wait, whatever the lock
+// is made of. A write that cannot have the lock is answered here, in one
+// place; one whose client left while it waited is dropped. ok is false in
+// both cases, and the write must not be forwarded.
+func (m *Middleware) lockWrite(w http.ResponseWriter, r *http.Request, rk resourceKey) (unlock func(), ok bool) {
+	ctx, cancel := context.WithTimeout(r.Context(), m.cfg.LockWait)
+	defer cancel()
+	unlock, err := m.locks.lock(ctx, rk.Lo)
+	if err == nil {
+		return unlock, true
+	}
+	if m.clientGone(r, "waiting for the resource's write lock") {
+		return nil, false
+	}
+	m.lockUnavailable(w, r, err)
+	return nil, false
 }

@@ -13,12 +13,15 @@ const (
 	Malformed                           // 400 for a malformed entity-tag list
 	CheckFailed                         // the current representation could not be read; write not forwarded
 	Forwarded                           // a write whose preconditions held (or that had none) went upstream
+	LockTimeout                         // 503: a write waited lock_wait for its resource's lock; not forwarded
+	ClientGone                          // a write whose client left before it was forwarded; dropped
 	numOutcomes
 )
 
 var outcomeNames = [numOutcomes]string{
 	"tagged", "untagged", "not_modified", "precondition_failed",
 	"precondition_required", "malformed", "check_failed", "forwarded",
+	"lock_timeout", "client_gone",
 }
 
 // String returns the outcome's metric label.

@@ -142,3 +142,39 @@ func (m *Middleware) readBroke(w http.ResponseWriter, r *http.Request, bw *bodyW
 		"the upstream's response to %s %s broke off before its end; retry later", r.Method, r.URL.Path)))
 	return nil
 }
+
+// lockUnavailable answers a write that could not have its resource's lock,
+// after waiting lock_wait for it.
+func (m *Middleware) lockUnavailable(w http.ResponseWriter, r *http.Request, err error) {
+	m.observe(LockTimeout)
+	m.log.Warn("no write lock within lock_wait; write not forwarded", requestFields(r, zap.Duration("lock_wait", m.cfg.LockWait), zap.Error(err))...)
+	m.unavailable(w, fmt.Sprintf("another write to %s held its lock for longer than %s, so the %s was not forwarded; retry later",
+		r.URL.Path, m.cfg.LockWait, r.Method))
+}
+
+// unavailable answers 503 with Retry-After: the write was not forwarded
+// and may succeed when retried.
+func (m *Middleware) unavailable(w http.ResponseWriter, detail string) {
+	w.Header()["Retry-After"] = []string{"1"}
+	problem.Write(w, problem.New(http.StatusServiceUnavailable, detail))
+}
+
+// clientGone reports whether r's client has left; its write is then dropped
+// unanswered rather than forwarded, as nginx does with
+// proxy_ignore_client_abort off.
+func (m *Middleware) clientGone(r *http.Request, while string) bool {
+	if r.Context().Err() == nil {
+		return false
+	}
+	m.observe(ClientGone)
+	m.log.Debug("client left; write dropped, not forwarded", requestFields(r, zap.String("while", while))...)
+	return true
+}
+
+// bodyTooLarge answers a write whose body outgrew a limit set in front of
+// this handler (Caddy's request_body max_size).
+func (m *Middleware) bodyTooLarge(w http.ResponseWriter, r *http.Request, limit int64) {
+	m.log.Info("request body too large; write not forwarded", requestFields(r, zap.Int64("limit", limit))...)
+	problem.Write(w, problem.New(http.StatusRequestEntityTooLarge, fmt.Sprintf(
+		"the body of the %s is larger than the %d bytes allowed, so it was not forwarded", r.Method, limit)))
+}

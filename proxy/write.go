@@ -2,13 +2,13 @@ package proxy
 
 import (
 	"net/http"
-
-	"go.uber.org/zap"
 )
 
 // serveWrite evaluates a write's preconditions against the current
-// representation and forwards it, all under the resource's write lock.
-// method is the one whose rules apply (see writeMethod).
+// representation and forwards it, under the resource's write lock. The body
+// is received first, so that the lock is held only for the check and the
+// upstream's work, not for as long as a client takes to send. method is the
+// one whose rules apply (see writeMethod).
 func (m *Middleware) serveWrite(w http.ResponseWriter, r *http.Request, next Handler, method string) error {
 	if err := checkSyntax(r); err != nil {
 		m.badRequest(w, r, err)
@@ -23,9 +23,16 @@ func (m *Middleware) serveWrite(w http.ResponseWriter, r *http.Request, next Han
 	}
 
 	rk := m.resourceKey(r)
-	unlock, err := m.locks.lock(r.Context(), rk.Lo)
-	if err != nil {
-		m.log.Debug("client left while waiting for the resource's write lock", requestFields(r, zap.Error(err))...)
+	if conditional && m.refusedEarly(w, r, rk, next) {
+		return nil
+	}
+	body, ok := m.receive(w, r)
+	if !ok {
+		return nil
+	}
+	defer body.release()
+	unlock, ok := m.lockWrite(w, r, rk)
+	if !ok {
 		return nil
 	}
 	defer unlock()
@@ -33,7 +40,9 @@ func (m *Middleware) serveWrite(w http.ResponseWriter, r *http.Request, next Han
 	if conditional {
 		cur, err := m.current(r, rk, next, m.cfg.Verify == VerifyCache)
 		if err != nil {
-			m.checkFailed(w, r, err)
+			if !m.clientGone(r, "checking the preconditions") {
+				m.checkFailed(w, r, err)
+			}
 			return nil
 		}
 		v, _ := evaluateHeader(r.Header, false, cur) // syntax was checked above
@@ -48,6 +57,40 @@ func (m *Middleware) serveWrite(w http.ResponseWriter, r *http.Request, next Han
 			}
 		}
 	}
+	if m.clientGone(r, "before forwarding") {
+		return nil
+	}
+	return m.forward(w, r, next, rk, method, conditional, body)
+}
 
-	return m.forward(w, r, next, rk, method, conditional)
+// refusedEarly refuses, before the body is read, a write whose precondition
+// the gateway can already tell is false: from a fresh cache entry with
+// verify cache, or, when the client waits for 100 Continue before it
+// uploads, from a check made without the lock. What it lets through is
+// checked again under the lock.
+func (m *Middleware) refusedEarly(w http.ResponseWriter, r *http.Request, rk resourceKey, next Handler) bool {
+	var cur current
+	switch {
+	case expectsContinue(r) && r.ContentLength <= m.cfg.MaxBody:
+		var err error
+		if cur, err = m.current(r, rk, next, m.cfg.Verify == VerifyCache); err != nil {
+			if !m.clientGone(r, "checking the preconditions") {
+				m.checkFailed(w, r, err)
+			}
+			return true
+		}
+	case m.cfg.Verify == VerifyCache:
+		var ok bool
+		if cur, ok = m.cached(r, rk, variantOf(rk, m.vary, r.Header)); !ok {
+			return false
+		}
+	default:
+		return false
+	}
+	v, _ := evaluateHeader(r.Header, false, cur) // syntax was checked before
+	if v.status == 0 {
+		return false
+	}
+	m.preconditionFailed(w, r, v.header, cur.etag)
+	return true
 }
