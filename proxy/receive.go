@@ -22,6 +22,10 @@ type receivedBody struct {
 	rest     io.Reader // the client's body past max_body; nil when whole
 }
 
+// unknownLengthMemory is the most memory a write's body of unknown length
+// takes; the rest of it goes to a temporary file.
+const unknownLengthMemory = 1 << 20
+
 var errBodyReleased = errors.New("etag: the write's body was released")
 
 // receive reads r's body into a receivedBody. It returns nil, true when
@@ -34,6 +38,11 @@ func (m *Middleware) receive(w http.ResponseWriter, r *http.Request) (rb *receiv
 	}
 	rb = &receivedBody{}
 	rb.sp.start(&m.bodies, max(r.ContentLength, 0))
+	if r.ContentLength < 0 {
+		// Of unknown length, it may be far longer than max_body: like
+		// nginx's client_body_buffer_size, keep only its start in memory.
+		rb.sp.memLimit = unknownLengthMemory
+	}
 	buf := m.bodies.pool.get(32 << 10)
 	defer m.bodies.pool.put(buf)
 	p := buf.AvailableBuffer()[:buf.Cap()]

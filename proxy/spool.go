@@ -91,6 +91,7 @@ type spool struct {
 	file     *os.File
 	size     int64
 	onDisk   int64 // bytes written to file
+	memLimit int64 // largest buffer this body may have; 0: no limit but the budget
 }
 
 // start prepares a spool for a body of about hint bytes (0: unknown).
@@ -134,7 +135,7 @@ func (sp *spool) grow(n int) bool {
 		want = max(want, 2*sp.reserved) // past the pooled classes, double
 	}
 	c := capFor(want)
-	if !sp.s.reserve(c - sp.reserved) {
+	if (sp.memLimit > 0 && c > sp.memLimit) || !sp.s.reserve(c-sp.reserved) {
 		return false
 	}
 	nb := sp.s.pool.get(want)
