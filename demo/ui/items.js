@@ -73,7 +73,6 @@ export class ItemCard {
     if (this.busy) return;
     this.busy = true;
     this.el.classList.add('busy');
-    this.flash('');
     try {
       await fn();
     } catch (err) {
@@ -93,11 +92,13 @@ export class ItemCard {
 
   // refresh asks whether the version the form holds is still current. A
   // newer one replaces it only when the user has not started editing.
-  refresh() {
+  // Quietly, it says nothing when nothing changed.
+  refresh(quiet = false) {
     return this.run(async () => {
+      if (!quiet) this.flash('');
       const r = await send('GET', this.path, {headers: this.etag ? {'If-None-Match': this.etag} : {}});
       if (r.status === 304) {
-        this.flash('Up to date: the gateway answered 304 Not Modified.');
+        if (!quiet) this.flash('Up to date: the gateway answered 304 Not Modified.');
       } else if (r.status === 200 && this.dirty()) {
         this.staleEl.textContent = `Changed elsewhere since you read it (now ${r.etag}). Your edits are kept; saving will show both versions.`;
         this.staleEl.hidden = false;
@@ -113,11 +114,12 @@ export class ItemCard {
   // changedElsewhere is called by the change feed with the new ETag, if known.
   changedElsewhere(etag) {
     if (etag && etag === this.etag) return; // this card's own write
-    this.refresh();
+    this.refresh(true);
   }
 
   save() {
     return this.run(async () => {
+      this.flash('');
       const draft = readFields(this.form);
       if (draft === null) return;
       const headers = {'Content-Type': 'application/json'};
