@@ -50,6 +50,13 @@ type ETag struct {
 	// write to the upstream passes through this gateway.
 	Verify string `json:"verify,omitempty"`
 
+	// Revalidate says where a read's If-None-Match is answered from:
+	// "upstream" (the default) reads the representation through the rest
+	// of the route; "cache" answers 304 from a fresh cache entry without
+	// asking the upstream, which is correct only when every write to the
+	// upstream passes through this gateway.
+	Revalidate string `json:"revalidate,omitempty"`
+
 	// MaxBody is the largest body, in bytes, that is buffered and hashed;
 	// larger bodies stream through without an ETag. Default: 16 MiB.
 	MaxBody int64 `json:"max_body,omitempty"`
@@ -130,6 +137,14 @@ func (e *ETag) config() (proxy.Config, error) {
 		cfg.Verify = proxy.VerifyCache
 	default:
 		return cfg, fmt.Errorf("verify: unknown value %q: use upstream or cache", e.Verify)
+	}
+	switch e.Revalidate {
+	case "", "upstream":
+		cfg.Revalidate = proxy.RevalidateUpstream
+	case "cache":
+		cfg.Revalidate = proxy.RevalidateCache
+	default:
+		return cfg, fmt.Errorf("revalidate: unknown value %q: use upstream or cache", e.Revalidate)
 	}
 	if e.MaxBody < 0 {
 		return cfg, fmt.Errorf("max_body: %d is negative; give a size such as 16MiB", e.MaxBody)
@@ -244,6 +259,7 @@ func (e *ETag) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 //	    methods       <method...>
 //	    require_precondition
 //	    verify        upstream | cache
+//	    revalidate    upstream | cache
 //	    max_body      <size>
 //	    cache_size    <size>
 //	    ttl           <duration>
@@ -260,7 +276,7 @@ func (e *ETag) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		opt := d.Val()
 		switch opt {
-		case "hash", "verify", "key", "upstream_etag":
+		case "hash", "verify", "revalidate", "key", "upstream_etag":
 			if !d.NextArg() {
 				return optionArgErr(d, opt)
 			}
@@ -279,6 +295,11 @@ func (e *ETag) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Errf("verify: unknown value %q: use upstream or cache", v)
 				}
 				e.Verify = v
+			case "revalidate":
+				if v != "upstream" && v != "cache" {
+					return d.Errf("revalidate: unknown value %q: use upstream or cache", v)
+				}
+				e.Revalidate = v
 			case "key":
 				e.Key = v
 			case "upstream_etag":
@@ -352,13 +373,14 @@ func (e *ETag) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-var etagOptions = []string{"hash", "methods", "require_precondition", "verify", "max_body", "cache_size", "ttl", "key", "vary", "upstream_etag", "etag_after_write"}
+var etagOptions = []string{"hash", "methods", "require_precondition", "verify", "revalidate", "max_body", "cache_size", "ttl", "key", "vary", "upstream_etag", "etag_after_write"}
 
 // etagUsage shows the arguments of each option, for errors about their count.
 var etagUsage = map[string]string{
 	"hash":                 "hash xxh3 | sha256 | blake3",
 	"require_precondition": "require_precondition (no argument)",
 	"verify":               "verify upstream | cache",
+	"revalidate":           "revalidate upstream | cache",
 	"max_body":             "max_body <size>",
 	"cache_size":           "cache_size <size>",
 	"ttl":                  "ttl <duration>",

@@ -25,6 +25,7 @@ const everyOption = `etag {
 	methods PUT POST
 	require_precondition
 	verify cache
+	revalidate cache
 	max_body 2MiB
 	cache_size 32MiB
 	ttl 90s
@@ -52,6 +53,7 @@ func TestETagCaddyfileEveryOption(t *testing.T) {
 		Methods:             []string{"PUT", "POST"},
 		RequirePrecondition: true,
 		Verify:              "cache",
+		Revalidate:          "cache",
 		MaxBody:             2 << 20,
 		CacheSize:           32 << 20,
 		TTL:                 caddy.Duration(90 * time.Second),
@@ -70,7 +72,7 @@ func TestETagCaddyfileEveryOption(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Hash != hashing.SHA256 || !slices.Equal(cfg.Methods, []string{"PUT", "POST"}) || !cfg.RequirePrecondition ||
-		cfg.Verify != proxy.VerifyCache || cfg.MaxBody != 2<<20 || cfg.CacheSize != 32<<20 || cfg.TTL != 90*time.Second ||
+		cfg.Verify != proxy.VerifyCache || cfg.Revalidate != proxy.RevalidateCache || cfg.MaxBody != 2<<20 || cfg.CacheSize != 32<<20 || cfg.TTL != 90*time.Second ||
 		!slices.Equal(cfg.Vary, []string{"Authorization", "X-Tenant"}) || cfg.KeepUpstreamETag || cfg.ETagAfterWrite || cfg.Key == nil {
 		t.Fatalf("engine configuration %+v does not reflect the options", cfg)
 	}
@@ -100,6 +102,7 @@ func TestETagCaddyfileDefaultsAndVariants(t *testing.T) {
 		{"etag {\n\thash xxh3\n}", &ETag{Hash: "xxh3"}},
 		{"etag {\n\thash blake3\n}", &ETag{Hash: "blake3"}},
 		{"etag {\n\tverify upstream\n}", &ETag{Verify: "upstream"}},
+		{"etag {\n\trevalidate upstream\n}", &ETag{Revalidate: "upstream"}},
 		{"etag {\n\tupstream_etag keep\n}", &ETag{UpstreamETag: "keep"}},
 		{"etag {\n\tetag_after_write on\n}", &ETag{ETagAfterWrite: &on}},
 		{"etag {\n\tvary\n}", &ETag{Vary: &[]string{}}},
@@ -123,7 +126,7 @@ func TestETagCaddyfileDefaultsAndVariants(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Hash != hashing.XXH3 || !slices.Equal(cfg.Methods, []string{"PUT", "PATCH", "DELETE"}) || cfg.RequirePrecondition ||
-		cfg.Verify != proxy.VerifyUpstream || cfg.MaxBody != 16<<20 || cfg.CacheSize != 64<<20 || cfg.TTL != 10*time.Minute ||
+		cfg.Verify != proxy.VerifyUpstream || cfg.Revalidate != proxy.RevalidateUpstream || cfg.MaxBody != 16<<20 || cfg.CacheSize != 64<<20 || cfg.TTL != 10*time.Minute ||
 		!slices.Equal(cfg.Vary, []string{"Authorization", "Cookie"}) || !cfg.KeepUpstreamETag || !cfg.ETagAfterWrite || cfg.Key != nil {
 		t.Fatalf("defaults %+v differ from SPEC's", cfg)
 	}
@@ -149,6 +152,9 @@ func TestETagCaddyfileBadValues(t *testing.T) {
 		{"verify sometimes", "verify"},
 		{"verify", "verify"},
 		{"verify cache upstream", "verify"},
+		{"revalidate always", "revalidate"},
+		{"revalidate", "revalidate"},
+		{"revalidate cache upstream", "revalidate"},
 		{"max_body lots", "max_body"},
 		{"max_body 0", "max_body"},
 		{"max_body -1MiB", "max_body"},
@@ -202,6 +208,7 @@ func TestETagJSONBadValues(t *testing.T) {
 		{`{"methods":["GET"]}`, "methods"},
 		{`{"methods":["options"]}`, "methods"},
 		{`{"verify":"sometimes"}`, "verify"},
+		{`{"revalidate":"sometimes"}`, "revalidate"},
 		{`{"max_body":-1}`, "max_body"},
 		{`{"cache_size":-1}`, "cache_size"},
 		{`{"ttl":"-1s"}`, "ttl"},
@@ -238,7 +245,8 @@ func TestETagJSONRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const want = `{"hash":"sha256","methods":["PUT","POST"],"require_precondition":true,"verify":"cache","max_body":2097152,` +
+	const want = `{"hash":"sha256","methods":["PUT","POST"],"require_precondition":true,"verify":"cache","revalidate":"cache",` +
+		`"max_body":2097152,` +
 		`"cache_size":33554432,"ttl":90000000000,"key":"{http.request.host}{http.request.uri.path}",` +
 		`"vary":["Authorization","X-Tenant"],"upstream_etag":"replace","etag_after_write":false}`
 	if string(b) != want {

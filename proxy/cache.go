@@ -27,6 +27,9 @@ type entry struct {
 	lastModified int64  // Unix seconds, 0 when unknown
 	varyNames    string // the upstream's Vary field, canonical
 	varyHash     uint64 // the request's values of the varyNames headers
+	// The fields of the 200 that a 304 answered from the cache repeats
+	// (RFC 9110 §15.4.5), each with its lines joined.
+	cacheControl, contentLocation, expires, vary string
 }
 
 // generations is a striped table of per-resource counters. A write bumps its
@@ -42,6 +45,12 @@ type etagCache struct {
 	c    *ristretto.Cache[uint64, entry]
 	ttl  time.Duration
 	gens [generationStripes]atomic.Uint64
+}
+
+// cacheOn reports whether anything reads the cache, and so whether reads
+// and checks fill it.
+func (m *Middleware) cacheOn() bool {
+	return m.cfg.Verify == VerifyCache || m.cfg.Revalidate == RevalidateCache
 }
 
 func newETagCache(maxCost int64, ttl time.Duration) (*etagCache, error) {
@@ -106,14 +115,29 @@ func (c *etagCache) fill(rk resourceKey, vk variantKey, gen uint64, etag string,
 	if !lastModified.IsZero() {
 		lm = lastModified.Unix()
 	}
-	e := entry{check: vk.Hi, gen: gen, etag: etag, lastModified: lm, varyNames: names}
+	e := entry{
+		check: vk.Hi, gen: gen, etag: etag, lastModified: lm, varyNames: names,
+		cacheControl:    joined(respHeader["Cache-Control"]),
+		contentLocation: joined(respHeader["Content-Location"]),
+		expires:         joined(respHeader["Expires"]),
+		vary:            joined(vary),
+	}
 	if names != "" {
 		e.varyHash = hashVary(names, reqHeader)
 	}
 	if old, ok := c.c.Get(vk.Lo); ok && old == e {
 		return
 	}
-	c.c.SetWithTTL(vk.Lo, e, int64(len(etag)+len(names)+64), c.ttl)
+	cost := len(etag) + len(names) + len(e.cacheControl) + len(e.contentLocation) + len(e.expires) + len(e.vary) + 96
+	c.c.SetWithTTL(vk.Lo, e, int64(cost), c.ttl)
+}
+
+// joined gives a field's lines as one value, as RFC 9110 §5.3 allows.
+func joined(lines []string) string {
+	if len(lines) == 1 {
+		return lines[0]
+	}
+	return strings.Join(lines, ", ")
 }
 
 // hashVary hashes the request's values of the comma-separated header names.

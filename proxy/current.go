@@ -26,7 +26,7 @@ func (e *checkError) Unwrap() error { return e.err }
 func (m *Middleware) current(r *http.Request, rk resourceKey, next Handler, fromCache bool) (current, error) {
 	// The variant key matters only where the cache is read or filled.
 	var vk variantKey
-	if m.cfg.Verify == VerifyCache {
+	if m.cacheOn() {
 		vk = variantOf(rk, m.vary, r.Header)
 	}
 	if fromCache {
@@ -52,7 +52,7 @@ func (m *Middleware) current(r *http.Request, rk resourceKey, next Handler, from
 		if bw.buffered() {
 			cur.digest = string(bw.hasher.AppendETag(bw.tagBuf[:0]))
 			cur.etag = m.assignETag(bw.header, bw)
-			if m.cfg.Verify == VerifyCache {
+			if m.cacheOn() && s == http.StatusOK { // what a client's GET would be tagged with
 				m.cache.fill(rk, vk, gen, cur.etag.Opaque, cur.lastModified, r.Header, bw.header)
 			}
 		}

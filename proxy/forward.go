@@ -71,7 +71,10 @@ type forwardWriter struct {
 	rk     resourceKey
 	next   Handler
 	sent   *hashingBody // a PUT's content as it went upstream, when hashed
-	done   bool
+	// unlocked is set for a write whose method is not enforced: it holds
+	// no lock, so a read after it would not be its own.
+	unlocked bool
+	done     bool
 	// invalidated is set once a 2xx has invalidated the cache.
 	invalidated bool
 }
@@ -114,6 +117,9 @@ func (f *forwardWriter) afterWrite() {
 	m, h := f.m, f.ResponseWriter.Header()
 	m.cache.invalidate(f.rk)
 	f.invalidated = true
+	if f.unlocked {
+		return
+	}
 	if t, err := hashing.ParseTag(h.Get("Etag")); err != nil || t.Weak || !m.cfg.KeepUpstreamETag {
 		delete(h, "Etag") // not a validator of ours
 	}

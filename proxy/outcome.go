@@ -15,13 +15,14 @@ const (
 	Forwarded                           // a write whose preconditions held (or that had none) went upstream
 	LockTimeout                         // 503: a write waited lock_wait for its resource's lock; not forwarded
 	ClientGone                          // a write whose client left before it was forwarded; dropped
+	Revalidated                         // a read answered 304 from the cache, nothing sent upstream
 	numOutcomes
 )
 
 var outcomeNames = [numOutcomes]string{
 	"tagged", "untagged", "not_modified", "precondition_failed",
 	"precondition_required", "malformed", "check_failed", "forwarded",
-	"lock_timeout", "client_gone",
+	"lock_timeout", "client_gone", "revalidated",
 }
 
 // String returns the outcome's metric label.

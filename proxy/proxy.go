@@ -47,6 +47,7 @@ type Config struct {
 	Methods             []string // the unsafe methods whose preconditions are enforced
 	RequirePrecondition bool
 	Verify              Verify
+	Revalidate          Revalidate
 	MaxBody             int64
 	CacheSize           int64
 	TTL                 time.Duration
@@ -216,6 +217,8 @@ func (m *Middleware) ServeHTTP(w http.ResponseWriter, r *http.Request, next Hand
 		return m.serveWrite(w, r, next, method)
 	case r.Method == http.MethodGet || r.Method == http.MethodHead:
 		return m.serveRead(w, r, next)
+	case !isSafe(method) && method != http.MethodConnect:
+		return m.serveUnenforced(w, r, next, method)
 	}
 	return next.ServeHTTP(w, r)
 }

@@ -13,6 +13,14 @@ func (m *Middleware) serveRead(w http.ResponseWriter, r *http.Request, next Hand
 		m.badRequest(w, r, err)
 		return nil
 	}
+	var rk resourceKey
+	useCache := m.cacheOn()
+	if useCache {
+		rk = m.resourceKey(r)
+		if m.cfg.Revalidate == RevalidateCache && m.notModifiedFromCache(w, r, rk) {
+			return nil
+		}
+	}
 	up := r
 	var hidden [len(conditionalFields)][]string
 	if r.Method == http.MethodHead {
@@ -35,11 +43,8 @@ func (m *Middleware) serveRead(w http.ResponseWriter, r *http.Request, next Hand
 		defer restoreFields(r.Header, &hidden)
 	}
 
-	var rk resourceKey
 	var gen uint64
-	useCache := m.cfg.Verify == VerifyCache
 	if useCache {
-		rk = m.resourceKey(r)
 		gen = m.cache.generation(rk)
 	}
 
