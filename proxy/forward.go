@@ -77,6 +77,8 @@ type forwardWriter struct {
 	done     bool
 	// invalidated is set once a 2xx has invalidated the cache.
 	invalidated bool
+	// newETag is the ETag the read after the write found, if any.
+	newETag string
 }
 
 func (f *forwardWriter) WriteHeader(code int) {
@@ -87,6 +89,7 @@ func (f *forwardWriter) WriteHeader(code int) {
 	f.done = true
 	if code >= 200 && code < 300 {
 		f.afterWrite()
+		f.m.written(f, code)
 	}
 	f.ResponseWriter.WriteHeader(code)
 }
@@ -134,6 +137,7 @@ func (f *forwardWriter) afterWrite() {
 	if !cur.exists || cur.etag.Opaque == "" {
 		return
 	}
+	f.newETag = cur.etag.Opaque
 	if f.method == http.MethodPut && !f.sent.matches(cur.digest) {
 		// The upstream stored something other than the content it was
 		// sent (normalised, or with fields of its own): an ETag here would

@@ -76,6 +76,11 @@ type Config struct {
 	// ErrorStatus maps an error returned by the rest of the route to a
 	// status; nil means 502 for everything.
 	ErrorStatus func(error) int
+	// Written, when set, is told of every write through the handler that
+	// the upstream answered with a 2xx, enforced or not, before the write's
+	// lock is released. It runs on the request's goroutine and must not
+	// block.
+	Written func(Written)
 	// Observe, when set, is told the outcome of every request it handles.
 	Observe func(Outcome)
 	// Locks is the write-lock table; nil gives the Middleware its own.
