@@ -8,10 +8,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/dustin/go-humanize"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/etaggate/etaggate/hashing"
@@ -112,7 +110,74 @@ func (ETag) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// config turns the module's fields into the engine's configuration.
+// Provision fills in the defaults (the engine's DefaultConfig) and builds
+// the engine. Caddy validates a module only after provisioning it, so the
+// fields are validated first: the engine trusts what it is given.
+func (e *ETag) Provision(ctx caddy.Context) error {
+	if err := e.Validate(); err != nil {
+		return err
+	}
+	cfg, err := e.config()
+	if err != nil {
+		return err
+	}
+	cfg.Logger = ctx.Logger()
+	held, _, err := writeLocks.LoadOrNew(writeLocksKey, func() (caddy.Destructor, error) {
+		return sharedLocks{proxy.NewLocks()}, nil
+	})
+	if err != nil {
+		return err
+	}
+	e.locksHeld = true
+	cfg.Locks = held.(sharedLocks).Locks
+	if reg := ctx.GetMetricsRegistry(); reg != nil {
+		counters, err := etagOutcomes(reg)
+		if err != nil {
+			return fmt.Errorf("registering metrics: %w", err)
+		}
+		cfg.Observe = func(o proxy.Outcome) { counters[o].Inc() }
+	}
+	e.engine, err = proxy.New(cfg)
+	return err
+}
+
+// Validate checks every field, naming the field and the fix. It is the one
+// place where the module's values are checked.
+func (e *ETag) Validate() error {
+	if _, err := hashing.ParseAlgorithm(e.Hash); err != nil {
+		return fmt.Errorf("hash: %w", err)
+	}
+	for _, m := range e.Methods {
+		switch strings.ToUpper(m) {
+		case "":
+			return errors.New("methods: an empty method name; list methods such as PUT PATCH DELETE")
+		case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodConnect:
+			return fmt.Errorf("methods: %s is not an unsafe method; list methods such as PUT PATCH DELETE", strings.ToUpper(m))
+		}
+	}
+	if e.Verify != "" && e.Verify != "upstream" && e.Verify != "cache" {
+		return fmt.Errorf("verify: unknown value %q: use upstream or cache", e.Verify)
+	}
+	if e.Revalidate != "" && e.Revalidate != "upstream" && e.Revalidate != "cache" {
+		return fmt.Errorf("revalidate: unknown value %q: use upstream or cache", e.Revalidate)
+	}
+	if e.MaxBody < 0 {
+		return fmt.Errorf("max_body: %d is negative; give a size such as 16MiB", e.MaxBody)
+	}
+	if e.CacheSize < 0 {
+		return fmt.Errorf("cache_size: %d is negative; give a size such as 64MiB", e.CacheSize)
+	}
+	if e.TTL < 0 {
+		return fmt.Errorf("ttl: %s is negative; give a duration such as 10m", time.Duration(e.TTL))
+	}
+	if e.UpstreamETag != "" && e.UpstreamETag != "keep" && e.UpstreamETag != "replace" {
+		return fmt.Errorf("upstream_etag: unknown value %q: use keep or replace", e.UpstreamETag)
+	}
+	return nil
+}
+
+// config turns the module's fields, once validated, into the engine's
+// configuration: a zero field is the engine's default.
 func (e *ETag) config() (proxy.Config, error) {
 	cfg := proxy.DefaultConfig()
 	var err error
@@ -120,46 +185,23 @@ func (e *ETag) config() (proxy.Config, error) {
 		return cfg, fmt.Errorf("hash: %w", err)
 	}
 	if len(e.Methods) > 0 {
-		cfg.Methods = nil
-		for _, m := range e.Methods {
-			m = strings.ToUpper(m)
-			if m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions || m == http.MethodTrace || m == http.MethodConnect {
-				return cfg, fmt.Errorf("methods: %s is not an unsafe method; list methods such as PUT PATCH DELETE", m)
-			}
-			cfg.Methods = append(cfg.Methods, m)
+		cfg.Methods = make([]string, len(e.Methods))
+		for i, m := range e.Methods {
+			cfg.Methods[i] = strings.ToUpper(m)
 		}
 	}
 	cfg.RequirePrecondition = e.RequirePrecondition
-	switch e.Verify {
-	case "", "upstream":
-		cfg.Verify = proxy.VerifyUpstream
-	case "cache":
+	if e.Verify == "cache" {
 		cfg.Verify = proxy.VerifyCache
-	default:
-		return cfg, fmt.Errorf("verify: unknown value %q: use upstream or cache", e.Verify)
 	}
-	switch e.Revalidate {
-	case "", "upstream":
-		cfg.Revalidate = proxy.RevalidateUpstream
-	case "cache":
+	if e.Revalidate == "cache" {
 		cfg.Revalidate = proxy.RevalidateCache
-	default:
-		return cfg, fmt.Errorf("revalidate: unknown value %q: use upstream or cache", e.Revalidate)
-	}
-	if e.MaxBody < 0 {
-		return cfg, fmt.Errorf("max_body: %d is negative; give a size such as 16MiB", e.MaxBody)
 	}
 	if e.MaxBody > 0 {
 		cfg.MaxBody = e.MaxBody
 	}
-	if e.CacheSize < 0 {
-		return cfg, fmt.Errorf("cache_size: %d is negative; give a size such as 64MiB", e.CacheSize)
-	}
 	if e.CacheSize > 0 {
 		cfg.CacheSize = e.CacheSize
-	}
-	if e.TTL < 0 {
-		return cfg, fmt.Errorf("ttl: %s is negative; give a duration such as 10m", time.Duration(e.TTL))
 	}
 	if e.TTL > 0 {
 		cfg.TTL = time.Duration(e.TTL)
@@ -167,14 +209,7 @@ func (e *ETag) config() (proxy.Config, error) {
 	if e.Vary != nil {
 		cfg.Vary = *e.Vary
 	}
-	switch e.UpstreamETag {
-	case "", "keep":
-		cfg.KeepUpstreamETag = true
-	case "replace":
-		cfg.KeepUpstreamETag = false
-	default:
-		return cfg, fmt.Errorf("upstream_etag: unknown value %q: use keep or replace", e.UpstreamETag)
-	}
+	cfg.KeepUpstreamETag = e.UpstreamETag != "replace"
 	if e.ETagAfterWrite != nil {
 		cfg.ETagAfterWrite = *e.ETagAfterWrite
 	}
@@ -198,43 +233,6 @@ func (e *ETag) config() (proxy.Config, error) {
 	return cfg, nil
 }
 
-// Provision builds the engine.
-func (e *ETag) Provision(ctx caddy.Context) error {
-	cfg, err := e.config()
-	if err != nil {
-		return fmt.Errorf("etag: %w", err)
-	}
-	cfg.Logger = ctx.Logger()
-	held, _, err := writeLocks.LoadOrNew(writeLocksKey, func() (caddy.Destructor, error) {
-		return sharedLocks{proxy.NewLocks()}, nil
-	})
-	if err != nil {
-		return fmt.Errorf("etag: %w", err)
-	}
-	e.locksHeld = true
-	cfg.Locks = held.(sharedLocks).Locks
-	if reg := ctx.GetMetricsRegistry(); reg != nil {
-		counters, err := etagOutcomes(reg)
-		if err != nil {
-			return fmt.Errorf("etag: registering metrics: %w", err)
-		}
-		cfg.Observe = func(o proxy.Outcome) { counters[o].Inc() }
-	}
-	e.engine, err = proxy.New(cfg)
-	if err != nil {
-		return fmt.Errorf("etag: %w", err)
-	}
-	return nil
-}
-
-// Validate rejects a configuration that names an unknown value.
-func (e *ETag) Validate() error {
-	if _, err := e.config(); err != nil {
-		return fmt.Errorf("etag: %w", err)
-	}
-	return nil
-}
-
 // Cleanup stops the engine's cache.
 func (e *ETag) Cleanup() error {
 	if e.engine != nil {
@@ -250,154 +248,6 @@ func (e *ETag) Cleanup() error {
 // ServeHTTP hands the request to the engine in front of the rest of the route.
 func (e *ETag) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	return e.engine.ServeHTTP(w, r, next)
-}
-
-// UnmarshalCaddyfile parses:
-//
-//	etag [<matcher>] {
-//	    hash          xxh3 | sha256 | blake3
-//	    methods       <method...>
-//	    require_precondition
-//	    verify        upstream | cache
-//	    revalidate    upstream | cache
-//	    max_body      <size>
-//	    cache_size    <size>
-//	    ttl           <duration>
-//	    key           <placeholder template>
-//	    vary          [<header...>]
-//	    upstream_etag keep | replace
-//	    etag_after_write on | off
-//	}
-func (e *ETag) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // the directive's name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		opt := d.Val()
-		switch opt {
-		case "hash", "verify", "revalidate", "key", "upstream_etag":
-			if !d.NextArg() {
-				return optionArgErr(d, opt)
-			}
-			v := d.Val()
-			if d.NextArg() {
-				return optionArgErr(d, opt)
-			}
-			switch opt {
-			case "hash":
-				if _, err := hashing.ParseAlgorithm(v); err != nil {
-					return d.Errf("hash: %v", err)
-				}
-				e.Hash = v
-			case "verify":
-				if v != "upstream" && v != "cache" {
-					return d.Errf("verify: unknown value %q: use upstream or cache", v)
-				}
-				e.Verify = v
-			case "revalidate":
-				if v != "upstream" && v != "cache" {
-					return d.Errf("revalidate: unknown value %q: use upstream or cache", v)
-				}
-				e.Revalidate = v
-			case "key":
-				e.Key = v
-			case "upstream_etag":
-				if v != "keep" && v != "replace" {
-					return d.Errf("upstream_etag: unknown value %q: use keep or replace", v)
-				}
-				e.UpstreamETag = v
-			}
-		case "methods":
-			e.Methods = d.RemainingArgs()
-			if len(e.Methods) == 0 {
-				return d.Errf("methods: list at least one method, such as PUT PATCH DELETE")
-			}
-		case "vary":
-			// Not nil: an empty list must survive the trip through JSON.
-			vary := append([]string{}, d.RemainingArgs()...)
-			e.Vary = &vary
-		case "require_precondition":
-			if d.NextArg() {
-				return optionArgErr(d, opt)
-			}
-			e.RequirePrecondition = true
-		case "max_body", "cache_size":
-			if !d.NextArg() {
-				return optionArgErr(d, opt)
-			}
-			n, err := humanize.ParseBytes(d.Val())
-			if err != nil || n == 0 || n > 1<<62 {
-				return d.Errf("%s: %q is not a size such as 16MiB", opt, d.Val())
-			}
-			if d.NextArg() {
-				return optionArgErr(d, opt)
-			}
-			if opt == "max_body" {
-				e.MaxBody = int64(n)
-			} else {
-				e.CacheSize = int64(n)
-			}
-		case "ttl":
-			if !d.NextArg() {
-				return optionArgErr(d, opt)
-			}
-			dur, err := caddy.ParseDuration(d.Val())
-			if err != nil || dur <= 0 {
-				return d.Errf("ttl: %q is not a positive duration such as 10m", d.Val())
-			}
-			if d.NextArg() {
-				return optionArgErr(d, opt)
-			}
-			e.TTL = caddy.Duration(dur)
-		case "etag_after_write":
-			if !d.NextArg() {
-				return optionArgErr(d, opt)
-			}
-			var on bool
-			switch d.Val() {
-			case "on":
-				on = true
-			case "off":
-			default:
-				return d.Errf("etag_after_write: unknown value %q: use on or off", d.Val())
-			}
-			if d.NextArg() {
-				return optionArgErr(d, opt)
-			}
-			e.ETagAfterWrite = &on
-		default:
-			return d.Errf("unknown etag option %q; valid options: %s", opt, strings.Join(etagOptions, ", "))
-		}
-	}
-	return nil
-}
-
-var etagOptions = []string{"hash", "methods", "require_precondition", "verify", "revalidate", "max_body", "cache_size", "ttl", "key", "vary", "upstream_etag", "etag_after_write"}
-
-// etagUsage shows the arguments of each option, for errors about their count.
-var etagUsage = map[string]string{
-	"hash":                 "hash xxh3 | sha256 | blake3",
-	"require_precondition": "require_precondition (no argument)",
-	"verify":               "verify upstream | cache",
-	"revalidate":           "revalidate upstream | cache",
-	"max_body":             "max_body <size>",
-	"cache_size":           "cache_size <size>",
-	"ttl":                  "ttl <duration>",
-	"key":                  "key <placeholder template>",
-	"upstream_etag":        "upstream_etag keep | replace",
-	"etag_after_write":     "etag_after_write on | off",
-}
-
-// optionArgErr reports a wrong number of arguments, naming the option.
-func optionArgErr(d *caddyfile.Dispenser, opt string) error {
-	return d.Errf("%s: wrong number of arguments; use %s", opt, etagUsage[opt])
-}
-
-func parseETagCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	e := new(ETag)
-	err := e.UnmarshalCaddyfile(h.Dispenser)
-	return e, err
 }
 
 // etagOutcomes registers, or finds already registered by another etag
@@ -435,5 +285,4 @@ var (
 	_ caddy.Validator             = (*ETag)(nil)
 	_ caddy.CleanerUpper          = (*ETag)(nil)
 	_ caddyhttp.MiddlewareHandler = (*ETag)(nil)
-	_ caddyfile.Unmarshaler       = (*ETag)(nil)
 )

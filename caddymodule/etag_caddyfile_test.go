@@ -120,7 +120,7 @@ func TestETagCaddyfileDefaultsAndVariants(t *testing.T) {
 		}
 	}
 
-	// No option at all gives SPEC's defaults.
+	// No option at all gives the documented defaults.
 	cfg, err := (&ETag{}).config()
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +128,7 @@ func TestETagCaddyfileDefaultsAndVariants(t *testing.T) {
 	if cfg.Hash != hashing.XXH3 || !slices.Equal(cfg.Methods, []string{"PUT", "PATCH", "DELETE"}) || cfg.RequirePrecondition ||
 		cfg.Verify != proxy.VerifyUpstream || cfg.Revalidate != proxy.RevalidateUpstream || cfg.MaxBody != 16<<20 || cfg.CacheSize != 64<<20 || cfg.TTL != 10*time.Minute ||
 		!slices.Equal(cfg.Vary, []string{"Authorization", "Cookie"}) || !cfg.KeepUpstreamETag || !cfg.ETagAfterWrite || cfg.Key != nil {
-		t.Fatalf("defaults %+v differ from SPEC's", cfg)
+		t.Fatalf("defaults %+v differ from the documented ones", cfg)
 	}
 	// An empty vary list keys by the resource alone.
 	cfg, err = (&ETag{Vary: &[]string{}}).config()

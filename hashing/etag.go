@@ -36,18 +36,6 @@ func ParseTag(s string) (Tag, error) {
 	return t, nil
 }
 
-// StrongMatch reports whether a and b match under strong comparison: both
-// strong and with the same opaque-tag (RFC 9110 §8.8.3.2).
-func StrongMatch(a, b Tag) bool {
-	return !a.Weak && !b.Weak && a.Opaque == b.Opaque
-}
-
-// WeakMatch reports whether a and b match under weak comparison: the same
-// opaque-tag, whatever their weakness.
-func WeakMatch(a, b Tag) bool {
-	return a.Opaque == b.Opaque
-}
-
 // ErrMalformed is wrapped by every list-parsing error.
 var ErrMalformed = errors.New("malformed entity-tag list")
 
@@ -135,27 +123,6 @@ func (s *Scanner) Any() bool { return s.any }
 
 // Err returns the syntax error that stopped the scan, if any.
 func (s *Scanner) Err() error { return s.err }
-
-// List is a parsed If-Match or If-None-Match field.
-type List struct {
-	Any  bool
-	Tags []Tag
-}
-
-// ParseList parses every field line of an entity-tag list. A field made only
-// of whitespace and commas yields an empty List.
-func ParseList(values []string) (List, error) {
-	var l List
-	s := NewScanner(values)
-	for s.Next() {
-		l.Tags = append(l.Tags, s.Tag())
-	}
-	if s.Err() != nil {
-		return List{}, s.Err()
-	}
-	l.Any = s.Any()
-	return l, nil
-}
 
 // scanTag reads one entity-tag from the start of s:
 //

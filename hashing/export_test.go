@@ -26,3 +26,36 @@ func Stream(s *Semantic, body []byte, chunk int) ([]byte, bool) {
 	}
 	return h.AppendETag(nil), true
 }
+
+// StrongMatch reports whether a and b match under strong comparison: both
+// strong and with the same opaque-tag (RFC 9110 §8.8.3.2).
+func StrongMatch(a, b Tag) bool {
+	return !a.Weak && !b.Weak && a.Opaque == b.Opaque
+}
+
+// WeakMatch reports whether a and b match under weak comparison: the same
+// opaque-tag, whatever their weakness.
+func WeakMatch(a, b Tag) bool {
+	return a.Opaque == b.Opaque
+}
+
+// List is a parsed If-Match or If-None-Match field.
+type List struct {
+	Any  bool
+	Tags []Tag
+}
+
+// ParseList parses every field line of an entity-tag list. A field made only
+// of whitespace and commas yields an empty List.
+func ParseList(values []string) (List, error) {
+	var l List
+	s := NewScanner(values)
+	for s.Next() {
+		l.Tags = append(l.Tags, s.Tag())
+	}
+	if s.Err() != nil {
+		return List{}, s.Err()
+	}
+	l.Any = s.Any()
+	return l, nil
+}

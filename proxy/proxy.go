@@ -5,7 +5,6 @@
 package proxy
 
 import (
-	"fmt"
 	"net/http"
 	"os"
 	"sync"
@@ -15,7 +14,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etaggate/etaggate/hashing"
-	"github.com/etaggate/etaggate/internal/problem"
 )
 
 // Handler is the rest of the route. It has the shape of caddyhttp.Handler,
@@ -41,7 +39,8 @@ const (
 	VerifyCache
 )
 
-// Config configures a Middleware. DefaultConfig holds SPEC's defaults.
+// Config configures a Middleware. DefaultConfig holds the defaults the
+// README documents.
 type Config struct {
 	Hash                hashing.Algorithm
 	Methods             []string // the unsafe methods whose preconditions are enforced
@@ -119,26 +118,9 @@ type Middleware struct {
 	enforced map[string]bool
 }
 
-// New validates cfg and builds a Middleware.
+// New builds a Middleware. It trusts cfg: start from DefaultConfig, and
+// let the caller (the Caddy module's Validate) check what users set.
 func New(cfg Config) (*Middleware, error) {
-	if cfg.MaxBody <= 0 {
-		return nil, fmt.Errorf("max_body must be positive, got %d", cfg.MaxBody)
-	}
-	if cfg.CacheSize <= 0 {
-		return nil, fmt.Errorf("cache_size must be positive, got %d", cfg.CacheSize)
-	}
-	if cfg.TTL <= 0 {
-		return nil, fmt.Errorf("ttl must be positive, got %s", cfg.TTL)
-	}
-	if cfg.LockWait <= 0 {
-		return nil, fmt.Errorf("lock_wait must be positive, got %s", cfg.LockWait)
-	}
-	if cfg.CheckTimeout <= 0 {
-		return nil, fmt.Errorf("check_timeout must be positive, got %s", cfg.CheckTimeout)
-	}
-	if cfg.BufferMemory <= 0 {
-		return nil, fmt.Errorf("buffer_memory must be positive, got %d", cfg.BufferMemory)
-	}
 	m := &Middleware{cfg: cfg, locks: cfg.Locks, log: cfg.Logger, enforced: map[string]bool{}}
 	m.bodies.limit = cfg.BufferMemory
 	m.bodies.dir.parent = cfg.TempDir
@@ -152,9 +134,6 @@ func New(cfg Config) (*Middleware, error) {
 		m.log = zap.NewNop()
 	}
 	for _, meth := range cfg.Methods {
-		if meth == http.MethodGet || meth == http.MethodHead {
-			return nil, fmt.Errorf("methods: %s is a read; list only unsafe methods such as PUT PATCH DELETE", meth)
-		}
 		m.enforced[meth] = true
 	}
 	for _, v := range cfg.Vary {
@@ -192,23 +171,6 @@ func (m *Middleware) Stats() Stats {
 		DiskBytes:   m.bodies.disk.Load(),
 		Spills:      m.bodies.spills.Load(),
 	}
-}
-
-// LockedKeys returns how many resource keys are locked or waited for now.
-func (m *Middleware) LockedKeys() int { return m.locks.Len() }
-
-// Wrap adapts m to plain net/http in front of next.
-func (m *Middleware) Wrap(next http.Handler) http.Handler {
-	n := HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-		next.ServeHTTP(w, r)
-		return nil
-	})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := m.ServeHTTP(w, r, n); err != nil {
-			m.log.Error("request failed", requestFields(r, zap.Error(err))...)
-			problem.Write(w, problem.New(m.gatewayStatus(err), err.Error()))
-		}
-	})
 }
 
 // ServeHTTP handles r in front of next.

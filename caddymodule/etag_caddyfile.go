@@ -1,0 +1,152 @@
+package caddymodule
+
+import (
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+// UnmarshalCaddyfile maps the directive's tokens to the module's fields;
+// Provision fills in the defaults and Validate checks the values. A size or
+// a duration of zero is refused here, since zero is how a field says
+// "default". Syntax:
+//
+//	etag [<matcher>] {
+//	    hash          xxh3 | sha256 | blake3
+//	    methods       <method...>
+//	    require_precondition
+//	    verify        upstream | cache
+//	    revalidate    upstream | cache
+//	    max_body      <size>
+//	    cache_size    <size>
+//	    ttl           <duration>
+//	    key           <placeholder template>
+//	    vary          [<header...>]
+//	    upstream_etag keep | replace
+//	    etag_after_write on | off
+//	}
+func (e *ETag) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive's name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		switch opt {
+		case "hash", "verify", "revalidate", "key", "upstream_etag":
+			if !d.NextArg() {
+				return optionArgErr(d, opt)
+			}
+			v := d.Val()
+			if d.NextArg() {
+				return optionArgErr(d, opt)
+			}
+			switch opt {
+			case "hash":
+				e.Hash = v
+			case "verify":
+				e.Verify = v
+			case "revalidate":
+				e.Revalidate = v
+			case "key":
+				e.Key = v
+			case "upstream_etag":
+				e.UpstreamETag = v
+			}
+		case "methods":
+			e.Methods = d.RemainingArgs()
+			if len(e.Methods) == 0 {
+				return d.Errf("methods: list at least one method, such as PUT PATCH DELETE")
+			}
+		case "vary":
+			// Not nil: an empty list must survive the trip through JSON.
+			vary := append([]string{}, d.RemainingArgs()...)
+			e.Vary = &vary
+		case "require_precondition":
+			if d.NextArg() {
+				return optionArgErr(d, opt)
+			}
+			e.RequirePrecondition = true
+		case "max_body", "cache_size":
+			if !d.NextArg() {
+				return optionArgErr(d, opt)
+			}
+			n, err := humanize.ParseBytes(d.Val())
+			if err != nil || n == 0 || n > 1<<62 {
+				return d.Errf("%s: %q is not a size such as 16MiB", opt, d.Val())
+			}
+			if d.NextArg() {
+				return optionArgErr(d, opt)
+			}
+			if opt == "max_body" {
+				e.MaxBody = int64(n)
+			} else {
+				e.CacheSize = int64(n)
+			}
+		case "ttl":
+			if !d.NextArg() {
+				return optionArgErr(d, opt)
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil || dur <= 0 {
+				return d.Errf("ttl: %q is not a positive duration such as 10m", d.Val())
+			}
+			if d.NextArg() {
+				return optionArgErr(d, opt)
+			}
+			e.TTL = caddy.Duration(dur)
+		case "etag_after_write":
+			if !d.NextArg() {
+				return optionArgErr(d, opt)
+			}
+			var on bool
+			switch d.Val() {
+			case "on":
+				on = true
+			case "off":
+			default:
+				return d.Errf("etag_after_write: unknown value %q: use on or off", d.Val())
+			}
+			if d.NextArg() {
+				return optionArgErr(d, opt)
+			}
+			e.ETagAfterWrite = &on
+		default:
+			return d.Errf("unknown etag option %q; valid options: %s", opt, strings.Join(etagOptions, ", "))
+		}
+	}
+	return nil
+}
+
+var etagOptions = []string{"hash", "methods", "require_precondition", "verify", "revalidate", "max_body", "cache_size", "ttl", "key", "vary", "upstream_etag", "etag_after_write"}
+
+// etagUsage shows the arguments of each option, for errors about their count.
+var etagUsage = map[string]string{
+	"hash":                 "hash xxh3 | sha256 | blake3",
+	"require_precondition": "require_precondition (no argument)",
+	"verify":               "verify upstream | cache",
+	"revalidate":           "revalidate upstream | cache",
+	"max_body":             "max_body <size>",
+	"cache_size":           "cache_size <size>",
+	"ttl":                  "ttl <duration>",
+	"key":                  "key <placeholder template>",
+	"upstream_etag":        "upstream_etag keep | replace",
+	"etag_after_write":     "etag_after_write on | off",
+}
+
+// optionArgErr reports a wrong number of arguments, naming the option.
+func optionArgErr(d *caddyfile.Dispenser, opt string) error {
+	return d.Errf("%s: wrong number of arguments; use %s", opt, etagUsage[opt])
+}
+
+func parseETagCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	e := new(ETag)
+	err := e.UnmarshalCaddyfile(h.Dispenser)
+	return e, err
+}
+
+var _ caddyfile.Unmarshaler = (*ETag)(nil)
