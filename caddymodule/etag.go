@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,8 +40,16 @@ type ETag struct {
 	Methods []string `json:"methods,omitempty"`
 
 	// RequirePrecondition answers 428 Precondition Required to an enforced
-	// request without If-Match, If-None-Match or If-Unmodified-Since.
+	// request without a precondition that is evaluated (If-Match,
+	// If-None-Match listing a tag or *, or an If-Unmodified-Since date on a
+	// resource that has Last-Modified).
 	RequirePrecondition bool `json:"require_precondition,omitempty"`
+
+	// RequirePreconditionMethods, when set, requires a precondition of
+	// these methods only (they must be among Methods); the others are
+	// still enforced when they carry one. Setting it implies
+	// RequirePrecondition. Default: every enforced method.
+	RequirePreconditionMethods []string `json:"require_precondition_methods,omitempty"`
 
 	// Verify says where the current ETag of a write's target comes from:
 	// "upstream" (the default) GETs it through the rest of the route;
@@ -155,6 +164,16 @@ func (e *ETag) Validate() error {
 			return fmt.Errorf("methods: %s is not an unsafe method; list methods such as PUT PATCH DELETE", strings.ToUpper(m))
 		}
 	}
+	enforced := e.Methods
+	if len(enforced) == 0 {
+		enforced = proxy.DefaultConfig().Methods
+	}
+	for _, m := range e.RequirePreconditionMethods {
+		if !slices.ContainsFunc(enforced, func(x string) bool { return strings.EqualFold(x, m) }) {
+			return fmt.Errorf("require_precondition: %s is not one of methods (%s); list only methods that are enforced",
+				strings.ToUpper(m), strings.ToUpper(strings.Join(enforced, " ")))
+		}
+	}
 	if e.Verify != "" && e.Verify != "upstream" && e.Verify != "cache" {
 		return fmt.Errorf("verify: unknown value %q: use upstream or cache", e.Verify)
 	}
@@ -190,7 +209,10 @@ func (e *ETag) config() (proxy.Config, error) {
 			cfg.Methods[i] = strings.ToUpper(m)
 		}
 	}
-	cfg.RequirePrecondition = e.RequirePrecondition
+	cfg.RequirePrecondition = e.RequirePrecondition || len(e.RequirePreconditionMethods) > 0
+	for _, m := range e.RequirePreconditionMethods {
+		cfg.RequireMethods = append(cfg.RequireMethods, strings.ToUpper(m))
+	}
 	if e.Verify == "cache" {
 		cfg.Verify = proxy.VerifyCache
 	}

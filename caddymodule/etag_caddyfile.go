@@ -18,7 +18,7 @@ import (
 //	etag [<matcher>] {
 //	    hash          xxh3 | sha256 | blake3
 //	    methods       <method...>
-//	    require_precondition
+//	    require_precondition [<method...>]
 //	    verify        upstream | cache
 //	    revalidate    upstream | cache
 //	    max_body      <size>
@@ -67,10 +67,11 @@ func (e *ETag) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			vary := append([]string{}, d.RemainingArgs()...)
 			e.Vary = &vary
 		case "require_precondition":
-			if d.NextArg() {
-				return optionArgErr(d, opt)
+			if methods := d.RemainingArgs(); len(methods) > 0 {
+				e.RequirePreconditionMethods = methods
+			} else {
+				e.RequirePrecondition = true
 			}
-			e.RequirePrecondition = true
 		case "max_body", "cache_size":
 			if !d.NextArg() {
 				return optionArgErr(d, opt)
@@ -127,7 +128,7 @@ var etagOptions = []string{"hash", "methods", "require_precondition", "verify", 
 // etagUsage shows the arguments of each option, for errors about their count.
 var etagUsage = map[string]string{
 	"hash":                 "hash xxh3 | sha256 | blake3",
-	"require_precondition": "require_precondition (no argument)",
+	"require_precondition": "require_precondition [<method...>]",
 	"verify":               "verify upstream | cache",
 	"revalidate":           "revalidate upstream | cache",
 	"max_body":             "max_body <size>",

@@ -45,11 +45,14 @@ type Config struct {
 	Hash                hashing.Algorithm
 	Methods             []string // the unsafe methods whose preconditions are enforced
 	RequirePrecondition bool
-	Verify              Verify
-	Revalidate          Revalidate
-	MaxBody             int64
-	CacheSize           int64
-	TTL                 time.Duration
+	// RequireMethods, with RequirePrecondition, lists the methods that need
+	// a precondition; nil means every one of Methods.
+	RequireMethods []string
+	Verify         Verify
+	Revalidate     Revalidate
+	MaxBody        int64
+	CacheSize      int64
+	TTL            time.Duration
 	// Key returns the resource key of a request; nil means host plus
 	// request URI, computed without allocating.
 	Key func(*http.Request) string
@@ -116,6 +119,7 @@ type Middleware struct {
 	hashers  sync.Pool
 	writers  sync.Pool
 	enforced map[string]bool
+	required map[string]bool // the methods require_precondition applies to
 }
 
 // New builds a Middleware. It trusts cfg: start from DefaultConfig, and
@@ -135,6 +139,16 @@ func New(cfg Config) (*Middleware, error) {
 	}
 	for _, meth := range cfg.Methods {
 		m.enforced[meth] = true
+	}
+	if cfg.RequirePrecondition {
+		m.required = map[string]bool{}
+		required := cfg.RequireMethods
+		if required == nil {
+			required = cfg.Methods
+		}
+		for _, meth := range required {
+			m.required[meth] = true
+		}
 	}
 	for _, v := range cfg.Vary {
 		m.vary = append(m.vary, http.CanonicalHeaderKey(v))

@@ -15,7 +15,7 @@ func (m *Middleware) serveWrite(w http.ResponseWriter, r *http.Request, next Han
 		return nil
 	}
 	conditional := hasPreconditions(r.Header)
-	if m.cfg.RequirePrecondition {
+	if m.required[method] {
 		if ok, ignored := protected(r.Header, nil); !ok {
 			m.preconditionRequired(w, r, method, ignored, nil)
 			return nil
@@ -50,7 +50,7 @@ func (m *Middleware) serveWrite(w http.ResponseWriter, r *http.Request, next Han
 			m.preconditionFailed(w, r, v.header, cur.etag)
 			return nil
 		}
-		if m.cfg.RequirePrecondition {
+		if m.required[method] {
 			if ok, ignored := protected(r.Header, &cur); !ok {
 				m.preconditionRequired(w, r, method, ignored, &cur)
 				return nil
