@@ -312,6 +312,17 @@ func wrHeaderLines(lines ...string) func(string) []string {
 	}
 }
 
+// wrListsTags reports whether request header lines carry an If-Match that
+// lists entity-tags (not "*").
+func wrListsTags(lines []string) bool {
+	for _, l := range lines {
+		if v, ok := strings.CutPrefix(l, "If-Match:"); ok && strings.TrimSpace(v) != "*" {
+			return true
+		}
+	}
+	return false
+}
+
 func wrCases(lm time.Time) []wrCase {
 	date := func(d time.Duration) string { return lm.Add(d).UTC().Format(http.TimeFormat) }
 	h := wrHeaderLines
@@ -416,17 +427,22 @@ func TestCaddyETagWritePreconditions(t *testing.T) {
 					}
 					r := wrDo(t, method, url, body, c.header(e)...)
 					got := up.writesTo(path)[before:]
+					status, field := c.status, c.field
+					if method == http.MethodDelete && !c.exists && wrListsTags(c.header(e)) {
+						// Nothing to delete: 404, whatever the tags.
+						status, field = http.StatusNotFound, ""
+					}
 
-					if c.status != 0 {
-						p := wrProblem(t, method, r, c.status)
+					if status != 0 {
+						p := wrProblem(t, method, r, status)
 						if len(got) != 0 {
 							t.Fatalf("answered %d, but the upstream saw %d writes", r.status, len(got))
 						}
-						if c.field != "" && p["header"] != c.field {
-							t.Errorf("problem names header %v, want %s: %s", p["header"], c.field, r.body)
+						if field != "" && p["header"] != field {
+							t.Errorf("problem names header %v, want %s: %s", p["header"], field, r.body)
 						}
 						switch {
-						case c.status == 412 && c.exists:
+						case status == 412 && c.exists:
 							if r.header.Get("ETag") != e || p["etag"] != e {
 								t.Errorf("412 carries ETag %q (problem %v), want the current %s", r.header.Get("ETag"), p["etag"], e)
 							}

@@ -237,6 +237,12 @@ func FuzzEvaluate(f *testing.F) {
 	})
 }
 
+// refListsTags reports whether a field lists at least one entity-tag.
+func refListsTags(values []string) bool {
+	l, _ := parseList(values)
+	return len(l.Tags) > 0
+}
+
 // refProtected is require_precondition's rule as the README states it: a
 // write passes only with a precondition that is evaluated against cur.
 func refProtected(h http.Header, cur current) bool {
@@ -277,6 +283,8 @@ func FuzzServeWrite(f *testing.F) {
 		{3, "", "", lm.Format(http.TimeFormat), false, true},
 		{4, "", ", ,", "", true, true},
 		{2, "", "\n", "", true, true},
+		{4, curTag, "", "", false, false},
+		{4, "*", "", "", false, false},
 	} {
 		f.Add(s.method, s.im, s.inm, s.ius, s.exists, s.req)
 	}
@@ -337,6 +345,8 @@ func FuzzServeWrite(f *testing.F) {
 		switch {
 		case imErr != nil || inmErr != nil:
 			want = http.StatusBadRequest
+		case method == http.MethodDelete && !exists && refListsTags(r.Header["If-Match"]):
+			want = http.StatusNotFound
 		case require && !refProtected(r.Header, cur):
 			want = http.StatusPreconditionRequired
 		}

@@ -16,13 +16,14 @@ const (
 	LockTimeout                         // 503: a write waited lock_wait for its resource's lock; not forwarded
 	ClientGone                          // a write whose client left before it was forwarded; dropped
 	Revalidated                         // a read answered 304 from the cache, nothing sent upstream
+	NotFound                            // 404: a DELETE with If-Match tags on a missing resource; not forwarded
 	numOutcomes
 )
 
 var outcomeNames = [numOutcomes]string{
 	"tagged", "untagged", "not_modified", "precondition_failed",
 	"precondition_required", "malformed", "check_failed", "forwarded",
-	"lock_timeout", "client_gone", "revalidated",
+	"lock_timeout", "client_gone", "revalidated", "not_found",
 }
 
 // String returns the outcome's metric label.

@@ -222,6 +222,19 @@ func hasPreconditions(h http.Header) bool {
 	return false
 }
 
+// deletesNothing reports whether a DELETE whose If-Match lists entity-tags
+// targets a resource that does not exist. RFC 9110 §13.2.1 has
+// preconditions ignored when the answer without them would not be a 2xx,
+// and a DELETE of nothing is a 404 (Box's API answers the same: found and
+// no match, 412; not found, 404). If-Match: * keeps its 412.
+func deletesNothing(method string, h http.Header, cur current) bool {
+	if method != http.MethodDelete || cur.exists || len(h["If-Match"]) == 0 {
+		return false
+	}
+	s := hashing.NewScanner(h["If-Match"])
+	return s.Next()
+}
+
 // protected reports whether a write's preconditions are evaluated against
 // the current representation, as require_precondition demands; if not, it
 // names the field that was ignored ("" when there was none). RFC 9110

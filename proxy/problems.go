@@ -178,3 +178,12 @@ func (m *Middleware) bodyTooLarge(w http.ResponseWriter, r *http.Request, limit 
 	problem.Write(w, problem.New(http.StatusRequestEntityTooLarge, fmt.Sprintf(
 		"the body of the %s is larger than the %d bytes allowed, so it was not forwarded", r.Method, limit)))
 }
+
+// notFound answers a DELETE with If-Match tags whose resource does not
+// exist (see deletesNothing).
+func (m *Middleware) notFound(w http.ResponseWriter, r *http.Request) {
+	m.observe(NotFound)
+	m.log.Info("DELETE of a missing resource; not forwarded", requestFields(r)...)
+	problem.Write(w, problem.New(http.StatusNotFound, fmt.Sprintf(
+		"%s does not exist, so there is nothing to DELETE; its If-Match was not evaluated", r.URL.Path)))
+}

@@ -23,7 +23,7 @@ func (m *Middleware) serveWrite(w http.ResponseWriter, r *http.Request, next Han
 	}
 
 	rk := m.resourceKey(r)
-	if conditional && m.refusedEarly(w, r, rk, next) {
+	if conditional && m.refusedEarly(w, r, rk, next, method) {
 		return nil
 	}
 	body, ok := m.receive(w, r)
@@ -43,6 +43,10 @@ func (m *Middleware) serveWrite(w http.ResponseWriter, r *http.Request, next Han
 			if !m.clientGone(r, "checking the preconditions") {
 				m.checkFailed(w, r, err)
 			}
+			return nil
+		}
+		if deletesNothing(method, r.Header, cur) {
+			m.notFound(w, r)
 			return nil
 		}
 		v, _ := evaluateHeader(r.Header, false, cur) // syntax was checked above
@@ -68,7 +72,7 @@ func (m *Middleware) serveWrite(w http.ResponseWriter, r *http.Request, next Han
 // verify cache, or, when the client waits for 100 Continue before it
 // uploads, from a check made without the lock. What it lets through is
 // checked again under the lock.
-func (m *Middleware) refusedEarly(w http.ResponseWriter, r *http.Request, rk resourceKey, next Handler) bool {
+func (m *Middleware) refusedEarly(w http.ResponseWriter, r *http.Request, rk resourceKey, next Handler, method string) bool {
 	var cur current
 	switch {
 	case expectsContinue(r) && r.ContentLength <= m.cfg.MaxBody:
@@ -88,8 +92,8 @@ func (m *Middleware) refusedEarly(w http.ResponseWriter, r *http.Request, rk res
 		return false
 	}
 	v, _ := evaluateHeader(r.Header, false, cur) // syntax was checked before
-	if v.status == 0 {
-		return false
+	if v.status == 0 || deletesNothing(method, r.Header, cur) {
+		return false // a DELETE of nothing is answered under the lock
 	}
 	m.preconditionFailed(w, r, v.header, cur.etag)
 	return true
