@@ -94,7 +94,25 @@ type ETag struct {
 	// response. Default: true.
 	ETagAfterWrite *bool `json:"etag_after_write,omitempty"`
 
+	// LockWait is the longest a write waits for its resource's lock; a
+	// write that waited that long is answered 503 with Retry-After and not
+	// forwarded. Default: 10s.
+	LockWait caddy.Duration `json:"lock_wait,omitempty"`
+
+	// CheckTimeout is the deadline of the gateway's own GETs: a check that
+	// misses it answers the write 504 without forwarding it; a read after
+	// a write that misses it leaves the write's response without an ETag.
+	// Default: 10s.
+	CheckTimeout caddy.Duration `json:"check_timeout,omitempty"`
+
+	// BufferMemory bounds the bytes of the bodies this handler holds in
+	// memory at once (responses being hashed, writes' bodies waiting for
+	// their lock); bodies that do not fit go to temporary files. Default:
+	// 256 MiB.
+	BufferMemory int64 `json:"buffer_memory,omitempty"`
+
 	engine    *proxy.Middleware
+	collector *etagCollector
 	locksHeld bool
 }
 
@@ -146,8 +164,15 @@ func (e *ETag) Provision(ctx caddy.Context) error {
 		}
 		cfg.Observe = func(o proxy.Outcome) { counters[o].Inc() }
 	}
-	e.engine, err = proxy.New(cfg)
-	return err
+	if e.engine, err = proxy.New(cfg); err != nil {
+		return err
+	}
+	if reg := ctx.GetMetricsRegistry(); reg != nil {
+		if e.collector, err = addETagCollector(reg, e.engine); err != nil {
+			return fmt.Errorf("registering metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // Validate checks every field, naming the field and the fix. It is the one
@@ -192,6 +217,15 @@ func (e *ETag) Validate() error {
 	if e.UpstreamETag != "" && e.UpstreamETag != "keep" && e.UpstreamETag != "replace" {
 		return fmt.Errorf("upstream_etag: unknown value %q: use keep or replace", e.UpstreamETag)
 	}
+	if e.LockWait < 0 {
+		return fmt.Errorf("lock_wait: %s is negative; give a duration such as 10s", time.Duration(e.LockWait))
+	}
+	if e.CheckTimeout < 0 {
+		return fmt.Errorf("check_timeout: %s is negative; give a duration such as 10s", time.Duration(e.CheckTimeout))
+	}
+	if e.BufferMemory < 0 {
+		return fmt.Errorf("buffer_memory: %d is negative; give a size such as 256MiB", e.BufferMemory)
+	}
 	return nil
 }
 
@@ -235,6 +269,15 @@ func (e *ETag) config() (proxy.Config, error) {
 	if e.ETagAfterWrite != nil {
 		cfg.ETagAfterWrite = *e.ETagAfterWrite
 	}
+	if e.LockWait > 0 {
+		cfg.LockWait = time.Duration(e.LockWait)
+	}
+	if e.CheckTimeout > 0 {
+		cfg.CheckTimeout = time.Duration(e.CheckTimeout)
+	}
+	if e.BufferMemory > 0 {
+		cfg.BufferMemory = e.BufferMemory
+	}
 	if e.Key != "" && e.Key != defaultKey {
 		tmpl := e.Key
 		cfg.Key = func(r *http.Request) string {
@@ -255,8 +298,11 @@ func (e *ETag) config() (proxy.Config, error) {
 	return cfg, nil
 }
 
-// Cleanup stops the engine's cache.
+// Cleanup stops the engine's cache and removes its temporary files.
 func (e *ETag) Cleanup() error {
+	if e.collector != nil {
+		e.collector.remove(e.engine)
+	}
 	if e.engine != nil {
 		e.engine.Close()
 	}

@@ -28,6 +28,9 @@ import (
 //	    vary          [<header...>]
 //	    upstream_etag keep | replace
 //	    etag_after_write on | off
+//	    lock_wait     <duration>
+//	    check_timeout <duration>
+//	    buffer_memory <size>
 //	}
 func (e *ETag) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive's name
@@ -72,7 +75,7 @@ func (e *ETag) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				e.RequirePrecondition = true
 			}
-		case "max_body", "cache_size":
+		case "max_body", "cache_size", "buffer_memory":
 			if !d.NextArg() {
 				return optionArgErr(d, opt)
 			}
@@ -83,23 +86,33 @@ func (e *ETag) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return optionArgErr(d, opt)
 			}
-			if opt == "max_body" {
+			switch opt {
+			case "max_body":
 				e.MaxBody = int64(n)
-			} else {
+			case "cache_size":
 				e.CacheSize = int64(n)
+			default:
+				e.BufferMemory = int64(n)
 			}
-		case "ttl":
+		case "ttl", "lock_wait", "check_timeout":
 			if !d.NextArg() {
 				return optionArgErr(d, opt)
 			}
 			dur, err := caddy.ParseDuration(d.Val())
 			if err != nil || dur <= 0 {
-				return d.Errf("ttl: %q is not a positive duration such as 10m", d.Val())
+				return d.Errf("%s: %q is not a positive duration such as 10s", opt, d.Val())
 			}
 			if d.NextArg() {
 				return optionArgErr(d, opt)
 			}
-			e.TTL = caddy.Duration(dur)
+			switch opt {
+			case "ttl":
+				e.TTL = caddy.Duration(dur)
+			case "lock_wait":
+				e.LockWait = caddy.Duration(dur)
+			default:
+				e.CheckTimeout = caddy.Duration(dur)
+			}
 		case "etag_after_write":
 			if !d.NextArg() {
 				return optionArgErr(d, opt)
@@ -123,7 +136,7 @@ func (e *ETag) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-var etagOptions = []string{"hash", "methods", "require_precondition", "verify", "revalidate", "max_body", "cache_size", "ttl", "key", "vary", "upstream_etag", "etag_after_write"}
+var etagOptions = []string{"hash", "methods", "require_precondition", "verify", "revalidate", "max_body", "cache_size", "ttl", "key", "vary", "upstream_etag", "etag_after_write", "lock_wait", "check_timeout", "buffer_memory"}
 
 // etagUsage shows the arguments of each option, for errors about their count.
 var etagUsage = map[string]string{
@@ -137,6 +150,9 @@ var etagUsage = map[string]string{
 	"key":                  "key <placeholder template>",
 	"upstream_etag":        "upstream_etag keep | replace",
 	"etag_after_write":     "etag_after_write on | off",
+	"lock_wait":            "lock_wait <duration>",
+	"check_timeout":        "check_timeout <duration>",
+	"buffer_memory":        "buffer_memory <size>",
 }
 
 // optionArgErr reports a wrong number of arguments, naming the option.

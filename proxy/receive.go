@@ -83,12 +83,14 @@ func (m *Middleware) bodyUnreadable(w http.ResponseWriter, r *http.Request, err 
 }
 
 // forward makes fwd send the received body, with its length when whole.
+// An Expect: 100-continue was met by receiving it, so it goes no further.
 func (rb *receivedBody) forward(fwd *http.Request) {
 	if rb.rest != nil {
 		fwd.Body = io.NopCloser(io.MultiReader(rb, rb.rest))
 		return
 	}
 	fwd.Body = rb
+	delete(fwd.Header, "Expect")
 	fwd.ContentLength = rb.sp.Len()
 	fwd.TransferEncoding = nil
 }

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -34,40 +33,49 @@ func (s *spooler) reserve(n int64) bool {
 	return true
 }
 
-// spoolDir is a Middleware's directory of temporary files, created on
-// first use below parent and removed with anything left in it by remove.
+// spoolDir is a Middleware's directory of temporary files, created below
+// parent on first use. Close removes it with what is in it; requests still
+// under way then (Caddy cleans a configuration up without waiting for its
+// requests) get a new directory, removed with their last file.
 type spoolDir struct {
 	parent string
 	mu     sync.Mutex
 	path   string
+	open   int // files created and not yet done
 	closed bool
 }
 
-var errSpoolClosed = errors.New("the handler was shut down")
-
 // create opens a new temporary file, readable and writable by this process
-// only (os.CreateTemp makes it 0600).
+// only (os.CreateTemp makes it 0600). Its owner calls done once it has
+// removed it.
 func (d *spoolDir) create() (*os.File, error) {
 	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
-		return nil, errSpoolClosed
-	}
+	defer d.mu.Unlock()
 	if d.path == "" {
 		p, err := os.MkdirTemp(d.parent, "etaggate-")
 		if err != nil {
-			d.mu.Unlock()
 			return nil, fmt.Errorf("creating a directory for bodies over buffer_memory in %s (set TMPDIR to a writable directory): %w", d.parent, err)
 		}
 		d.path = p
 	}
-	dir := d.path
-	d.mu.Unlock()
-	f, err := os.CreateTemp(dir, "body-")
+	f, err := os.CreateTemp(d.path, "body-")
 	if err != nil {
 		return nil, fmt.Errorf("creating a temporary file for a body over buffer_memory: %w", err)
 	}
+	d.open++
 	return f, nil
+}
+
+// done counts a file removed; after Close, the last one takes the
+// directory with it.
+func (d *spoolDir) done() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.open--
+	if d.closed && d.open == 0 && d.path != "" {
+		_ = os.RemoveAll(d.path)
+		d.path = ""
+	}
 }
 
 // remove deletes the directory and any file still in it. Files still open
@@ -79,7 +87,9 @@ func (d *spoolDir) remove() error {
 	if d.path == "" {
 		return nil
 	}
-	return os.RemoveAll(d.path)
+	err := os.RemoveAll(d.path)
+	d.path = ""
+	return err
 }
 
 // spool holds one body: in a buffer accounted against the spooler's budget
@@ -211,6 +221,7 @@ func (sp *spool) release() {
 		name := sp.file.Name()
 		_ = sp.file.Close()
 		_ = os.Remove(name)
+		sp.s.dir.done()
 		sp.s.disk.Add(-sp.onDisk)
 		sp.file, sp.onDisk = nil, 0
 	}

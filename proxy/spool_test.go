@@ -120,7 +120,9 @@ func TestSpoolBudget(t *testing.T) {
 }
 
 // TestSpoolDirRemovedAtClose: Close removes the handler's directory with
-// any file still in it, and no file can be made afterwards.
+// any file still in it. A body still under way can go on: the file it had
+// stays readable, and one it needs after Close is removed, directory and
+// all, when it is released.
 func TestSpoolDirRemovedAtClose(t *testing.T) {
 	parent := t.TempDir()
 	cfg := DefaultConfig()
@@ -142,14 +144,21 @@ func TestSpoolDirRemovedAtClose(t *testing.T) {
 	if entries, _ := os.ReadDir(parent); len(entries) != 0 {
 		t.Errorf("left after Close: %v", entries)
 	}
-	sp.release()
+	if got := string(readSpool(t, &sp)); got != "0123456789" {
+		t.Errorf("a body spooled before Close reads %q after it", got)
+	}
 	var late spool
 	late.start(&m.bodies, 10)
-	if _, err := late.Write([]byte("x")); err == nil {
-		t.Error("a body was spooled after Close")
+	if _, err := late.Write([]byte("late")); err != nil {
+		t.Fatalf("a body under way after Close: %v", err)
 	}
+	sp.release()
+	if n := len(spoolFiles(t, parent)); n != 1 {
+		t.Fatalf("%d files while the late body is held, want 1", n)
+	}
+	late.release()
 	if entries, _ := os.ReadDir(parent); len(entries) != 0 {
-		t.Errorf("left after a late spool: %v", entries)
+		t.Errorf("left after the last body was released: %v", entries)
 	}
 }
 

@@ -10,6 +10,14 @@ import (
 // upstream's work, not for as long as a client takes to send. method is the
 // one whose rules apply (see writeMethod).
 func (m *Middleware) serveWrite(w http.ResponseWriter, r *http.Request, next Handler, method string) error {
+	if expectsContinue(r) && r.ProtoMajor == 1 {
+		// Refused before its body is read, such a write must end its
+		// connection: Caddy hides net/http's 100-continue reader behind
+		// its own, so the server would otherwise wait for the body that
+		// the client, told no, never sends. Once the body is in, the
+		// connection may be kept.
+		w.Header()["Connection"] = []string{"close"}
+	}
 	if err := checkSyntax(r); err != nil {
 		m.badRequest(w, r, err)
 		return nil
@@ -31,6 +39,9 @@ func (m *Middleware) serveWrite(w http.ResponseWriter, r *http.Request, next Han
 		return nil
 	}
 	defer body.release()
+	if body != nil && body.rest == nil {
+		delete(w.Header(), "Connection")
+	}
 	unlock, ok := m.lockWrite(w, r, rk)
 	if !ok {
 		return nil
