@@ -86,25 +86,25 @@ func (FSNotify) CaddyModule() caddy.ModuleInfo {
 // watching root.
 func (m *FSNotify) Provision(ctx caddy.Context) error {
 	m.logger = ctx.Logger()
-	m.Prefix = cmp.Or(m.Prefix, notifier.DefaultPrefix)
-	m.Keepalive = cmp.Or(m.Keepalive, caddy.Duration(notifier.DefaultKeepalive))
-	m.Batch = cmp.Or(m.Batch, caddy.Duration(notifier.DefaultBatch))
-	m.Queue = cmp.Or(m.Queue, notifier.DefaultQueue)
-	m.History = cmp.Or(m.History, notifier.DefaultHistory)
-	m.MaxSubscribers = cmp.Or(m.MaxSubscribers, notifier.DefaultMaxSubscribers)
+	cfg := notifier.DefaultConfig()
+	m.Prefix = cmp.Or(m.Prefix, cfg.Prefix)
+	m.Keepalive = cmp.Or(m.Keepalive, caddy.Duration(cfg.Hub.Keepalive))
+	m.Batch = cmp.Or(m.Batch, caddy.Duration(cfg.Hub.Batch))
+	m.Queue = cmp.Or(m.Queue, cfg.Hub.Queue)
+	m.History = cmp.Or(m.History, cfg.Hub.History)
+	m.MaxSubscribers = cmp.Or(m.MaxSubscribers, cfg.Hub.MaxSubscribers)
 	if err := m.Validate(); err != nil {
 		return err
 	}
-	engine, err := notifier.New(notifier.Config{
-		Root:           m.Root,
-		Prefix:         strings.TrimRight(m.Prefix, "/"),
-		Keepalive:      time.Duration(m.Keepalive),
-		Batch:          time.Duration(m.Batch),
-		Queue:          m.Queue,
-		History:        m.History,
-		MaxSubscribers: m.MaxSubscribers,
-		Logger:         m.logger,
-	})
+	cfg.Root = m.Root
+	cfg.Prefix = strings.TrimRight(m.Prefix, "/")
+	cfg.Hub.Keepalive = time.Duration(m.Keepalive)
+	cfg.Hub.Batch = time.Duration(m.Batch)
+	cfg.Hub.Queue = m.Queue
+	cfg.Hub.History = m.History
+	cfg.Hub.MaxSubscribers = m.MaxSubscribers
+	cfg.Logger = m.logger
+	engine, err := notifier.New(cfg)
 	if err != nil {
 		return err
 	}

@@ -14,7 +14,7 @@ type notifyCollector struct {
 	engine *notifier.Notifier
 	labels []string // root, prefix
 
-	subscribers, takenOver, watches, events, cutOff, overflows *prometheus.Desc
+	subscribers, takenOver, watches, frames, cutOff, overflows *prometheus.Desc
 }
 
 func newNotifyCollector(engine *notifier.Notifier, prefix string) *notifyCollector {
@@ -25,16 +25,16 @@ func newNotifyCollector(engine *notifier.Notifier, prefix string) *notifyCollect
 		engine:      engine,
 		labels:      []string{engine.Root(), prefix},
 		subscribers: desc("subscribers", "Change-notification streams open now."),
-		takenOver:   desc("subscribers_taken_over", "Open streams written by the notifier's own writers rather than a goroutine each."),
+		takenOver:   desc("subscribers_taken_over", "Open streams written by the hub's own writers rather than a goroutine each."),
 		watches:     desc("watches", "Directories watched through inotify."),
-		events:      desc("events_total", "Events (batches of notifications) produced."),
+		frames:      desc("frames_total", "Frames produced: the notifications of one batch window, numbered by one SSE event id."),
 		cutOff:      desc("subscribers_cut_off_total", "Subscribers disconnected for falling a whole queue behind."),
 		overflows:   desc("kernel_overflows_total", "inotify queue overflows, each answered with a rescan and an overflow event."),
 	}
 }
 
 func (c *notifyCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.subscribers, c.takenOver, c.watches, c.events, c.cutOff, c.overflows} {
+	for _, d := range []*prometheus.Desc{c.subscribers, c.takenOver, c.watches, c.frames, c.cutOff, c.overflows} {
 		ch <- d
 	}
 }
@@ -50,9 +50,9 @@ func (c *notifyCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.subscribers, float64(s.Subscribers))
 	gauge(c.takenOver, float64(s.TakenOver))
 	gauge(c.watches, float64(s.Watches))
-	counter(c.events, float64(s.Frames))
+	counter(c.frames, float64(s.Frames))
 	counter(c.cutOff, float64(s.CutOff))
-	counter(c.overflows, float64(s.Overflows))
+	counter(c.overflows, float64(s.KernelOverflows))
 }
 
 // registerNotifyCollector adds c to reg. A second fs_notify handler on the

@@ -58,6 +58,7 @@ func TestMetrics(t *testing.T) {
 		`caddy_etag_requests_total{outcome="precondition_failed"} 0`,
 		fmt.Sprintf(`caddy_fs_notify_subscribers{prefix="/v1/files",root=%q} 1`, root),
 		fmt.Sprintf(`caddy_fs_notify_watches{prefix="/v1/files",root=%q} 1`, root),
+		fmt.Sprintf(`caddy_fs_notify_frames_total{prefix="/v1/files",root=%q} 0`, root),
 	} {
 		if !strings.Contains(string(body), want+"\n") {
 			t.Errorf("metrics lack %s", want)

@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/etaggate/etaggate/sse"
 )
 
 // BenchmarkFanout measures one directory watched by 1,000 and 10,000
@@ -38,7 +40,7 @@ import (
 //	go test -run '^$' -bench Fanout -benchtime 30x ./notifier/
 func BenchmarkFanout(b *testing.B) {
 	for _, subs := range []int{1000, 10000} {
-		for _, batch := range []time.Duration{-1, DefaultBatch} {
+		for _, batch := range []time.Duration{-1, sse.DefaultBatch} {
 			name := fmt.Sprintf("subs=%d/batch=%s", subs, batch)
 			if batch < 0 {
 				name = fmt.Sprintf("subs=%d/batch=none", subs)
@@ -50,7 +52,10 @@ func BenchmarkFanout(b *testing.B) {
 
 func benchFanout(b *testing.B, subs int, batch time.Duration) {
 	root := b.TempDir()
-	n, err := New(Config{Root: root, Batch: batch, MaxSubscribers: subs + 10})
+	cfg := DefaultConfig()
+	cfg.Root = root
+	cfg.Hub.Batch, cfg.Hub.MaxSubscribers = batch, subs+10
+	n, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -256,7 +261,10 @@ type opState struct {
 //	go test -run '^$' -bench IdleSubscription ./notifier/
 func BenchmarkIdleSubscription(b *testing.B) {
 	root := b.TempDir()
-	n, err := New(Config{Root: root, MaxSubscribers: 1 << 30})
+	cfg := DefaultConfig()
+	cfg.Root = root
+	cfg.Hub.MaxSubscribers = 1 << 30
+	n, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -265,13 +273,13 @@ func BenchmarkIdleSubscription(b *testing.B) {
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	all := make([]*Subscription, 0, subs)
+	all := make([]*sse.Stream, 0, subs)
 	for range subs {
 		fd, rel, err := n.resolve("%2F")
 		if err != nil {
 			b.Fatal(err)
 		}
-		s, err := n.subscribe(fd, rel, false, AllTypes, "", false)
+		s, err := n.subscribe(fd, rel, false, AllTypes, sse.Subscription[change]{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -287,7 +295,7 @@ func BenchmarkIdleSubscription(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		s, err := n.subscribe(fd, rel, false, AllTypes, "", false)
+		s, err := n.subscribe(fd, rel, false, AllTypes, sse.Subscription[change]{})
 		if err != nil {
 			b.Fatal(err)
 		}

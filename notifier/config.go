@@ -1,17 +1,20 @@
 // Package notifier streams change notifications for a local directory tree
 // as server-sent events, in the shape of Qumulo Core's
-// /v1/files/<ref>/notify API.
+// /v1/files/<ref>/notify API, through an sse.Hub.
 //
 // One inotify instance per Notifier serves every subscriber. Directory
 // watches are reference-counted by the subscriptions that need them, and a
 // tree index remembers, for every entry of a watched directory, its file ID
 // (inode), type, size, mode, owner, group, times and extended attributes,
 // so that inotify's coarse events (IN_MODIFY, IN_ATTRIB, IN_ACCESS) are
-// turned into Qumulo's exact types by comparing before and after.
+// turned into Qumulo's exact types by comparing before and after: the
+// whole mapping is notificationTypes, in eventmap_linux.go.
 //
-// Events are gathered for a batch window into frames with monotonic ids;
-// every subscriber gets the part of each frame that concerns it through a
-// bounded queue, and a history of recent frames answers Last-Event-ID.
+// The parts, each in its own file: reading inotify (inotify_linux.go),
+// the tree index (index_linux.go), applying events to it
+// (events_linux.go), resolving refs (resolve_linux.go), subscriptions
+// and their watches (subscribe_linux.go), what a stream sees
+// (topic_linux.go) and the HTTP endpoint (handler_linux.go).
 package notifier
 
 import (
@@ -19,120 +22,78 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/etaggate/etaggate/sse"
 )
 
-// Config configures a Notifier. Zero values mean the defaults below.
+// Config configures a Notifier. New uses it as given: start from
+// DefaultConfig.
 type Config struct {
 	// Root is the directory tree that can be watched; nothing outside it is
-	// ever opened, watched or reported. Required.
+	// ever opened, watched or reported.
 	Root string
-	// Prefix is the URL path before the ref. Default "/v1/files".
+	// Prefix is the URL path before the ref, without a trailing slash
+	// ("" for none).
 	Prefix string
-	// Keepalive is the interval of comment lines on an idle stream.
-	// Default 15s.
-	Keepalive time.Duration
-	// Batch is how long events are gathered into one payload. Default
-	// 50ms; negative sends every processed burst at once.
-	Batch time.Duration
-	// Queue is the backlog, in payloads, a subscriber may have before it is
-	// cut off. Default 1024.
-	Queue int
-	// History is the number of recent payloads kept for Last-Event-ID
-	// replay. Default 4096.
-	History int
-	// MaxSubscribers bounds concurrent streams. Default 10000.
-	MaxSubscribers int
+	// Hub configures the streams: keep-alive, batch window, queue,
+	// history, max_subscribers. Its Logger is Logger.
+	Hub sse.Config
 	// Linger keeps a directory watched this long after its last subscriber
 	// left, so a client that reconnects with Last-Event-ID can be replayed
-	// what it missed. Default 30s; negative releases at once.
+	// what it missed; 0 or less releases at once.
 	Linger time.Duration
-	// Logger receives the engine's logs. Default: none.
+	// Logger receives the engine's logs.
 	Logger *zap.Logger
 }
 
 // Defaults of Config.
 const (
-	DefaultPrefix         = "/v1/files"
-	DefaultKeepalive      = 15 * time.Second
-	DefaultBatch          = 50 * time.Millisecond
-	DefaultQueue          = 1024
-	DefaultHistory        = 4096
-	DefaultMaxSubscribers = 10000
-	DefaultLinger         = 30 * time.Second
+	DefaultPrefix = "/v1/files"
+	DefaultLinger = 30 * time.Second
 )
 
+// DefaultConfig returns the defaults, with no root, logging nowhere.
+func DefaultConfig() Config {
+	return Config{
+		Prefix: DefaultPrefix,
+		Hub:    sse.DefaultConfig(),
+		Linger: DefaultLinger,
+		Logger: zap.NewNop(),
+	}
+}
+
 const (
-	// writeTimeout bounds one write to a client: a client that accepts no
-	// bytes for this long is disconnected.
-	writeTimeout = 10 * time.Second
-	// closeTimeout bounds the last writes of streams ended by Close.
-	closeTimeout = time.Second
 	// moveWait is how long a rename's IN_MOVED_FROM waits for its
 	// IN_MOVED_TO before it is taken for a move out of the watched tree.
 	moveWait = 100 * time.Millisecond
-	// maxFrame bounds the notifications in one payload; a busier batch
-	// window is split into several payloads.
-	maxFrame = 512
 	// clockSlack is how far file system timestamps (taken from the
 	// kernel's coarse clock) may lag behind time.Now.
 	clockSlack = 10 * time.Millisecond
-	// maxBacklog bounds raw events read from the kernel but not yet
+	// maxBacklog bounds inotify events read from the kernel but not yet
 	// processed; past it they are dropped and reported as an overflow.
 	maxBacklog = 1 << 20
 )
 
-// Errors a subscription can fail with.
-var (
-	ErrClosed         = errors.New("notifier: closed")
-	ErrTooManyStreams = errors.New("notifier: max_subscribers reached")
-	ErrWatchLimit     = errors.New("notifier: inotify watch limit reached; raise the sysctl fs.inotify.max_user_watches")
-	ErrNotFound       = errors.New("notifier: no such directory below root")
-	ErrOutsideRoot    = errors.New("notifier: ref is outside root")
-	ErrNotDirectory   = errors.New("notifier: ref is not a directory")
-	ErrUnsupportedOS  = errors.New("notifier: fs_notify needs Linux inotify")
+// Overflow reasons of the file source, besides the hub's own.
+const (
+	reasonKernelQueue = "kernel_queue" // the kernel dropped events
+	reasonWatchLimit  = "watch_limit"  // a new subdirectory could not be watched
 )
 
-func (c Config) withDefaults() Config {
-	if c.Prefix == "" {
-		c.Prefix = DefaultPrefix
-	}
-	for len(c.Prefix) > 1 && c.Prefix[len(c.Prefix)-1] == '/' {
-		c.Prefix = c.Prefix[:len(c.Prefix)-1]
-	}
-	if c.Prefix == "/" {
-		c.Prefix = ""
-	}
-	if c.Keepalive <= 0 {
-		c.Keepalive = DefaultKeepalive
-	}
-	if c.Batch == 0 {
-		c.Batch = DefaultBatch
-	}
-	if c.Queue <= 0 {
-		c.Queue = DefaultQueue
-	}
-	if c.History <= 0 {
-		c.History = DefaultHistory
-	}
-	if c.MaxSubscribers <= 0 {
-		c.MaxSubscribers = DefaultMaxSubscribers
-	}
-	if c.Linger == 0 {
-		c.Linger = DefaultLinger
-	}
-	if c.Logger == nil {
-		c.Logger = zap.NewNop()
-	}
-	return c
-}
+// Errors a subscription can fail with, besides the hub's sse.ErrClosed
+// and sse.ErrTooManySubscribers.
+var (
+	ErrWatchLimit    = errors.New("notifier: inotify watch limit reached; raise the sysctl fs.inotify.max_user_watches")
+	ErrNotFound      = errors.New("notifier: no such directory below root")
+	ErrOutsideRoot   = errors.New("notifier: ref is outside root")
+	ErrNotDirectory  = errors.New("notifier: ref is not a directory")
+	ErrUnsupportedOS = errors.New("notifier: fs_notify needs Linux inotify")
+)
 
 // Stats is a snapshot of a Notifier's state, for tests and metrics.
 type Stats struct {
-	Subscribers int // streams open now
-	TakenOver   int // of which on connections taken over from net/http
-	Watches     int // directories watched through inotify
-	Lingering   int // released subscriptions still holding their watches
-	Frames      uint64
-	CutOff      uint64 // subscribers cut off for a full queue
-	Overflows   uint64 // kernel queue overflows
+	sse.Stats              // the streams
+	Watches         int    // directories watched through inotify
+	Lingering       int    // released subscriptions still holding their watches
+	KernelOverflows uint64 // inotify queue overflows
 }

@@ -5,7 +5,6 @@ package notifier
 import (
 	"errors"
 	"strings"
-	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -21,15 +20,18 @@ import (
 type node struct {
 	wd       int32
 	dev, ino uint64
+	key      string // dirKey(dev, ino)
 	name     string // name in parent; meaningful while parent != nil
 	parent   *node
 	path     string // path below root ("." for root); meaningful while parent == nil
 	entries  map[string]*entry
 
-	nonRec, rec int    // subscriptions (lingering ones included) on this directory
-	since       uint64 // frame id when the watch began
-	recSince    uint64 // frame id when rec last became positive
-	gone        bool
+	// Subscriptions, lingering ones included, on this directory alone and
+	// on its whole subtree.
+	direct, recursive int
+	since             uint64 // the hub's last frame id when the watch began
+	recursiveSince    uint64 // the same, when recursive last became positive
+	gone              bool
 }
 
 // entry is one child of a watched directory.
@@ -38,21 +40,20 @@ type entry struct {
 	child *node // the watched subdirectory, if any
 }
 
-func (x *node) key() dirKey { return dirKey{x.dev, x.ino} }
-
-func (x *node) recCovered() bool {
+// underRecursive reports whether a recursive subscription covers x.
+func (x *node) underRecursive() bool {
 	for a := x; a != nil; a = a.parent {
-		if a.rec > 0 {
+		if a.recursive > 0 {
 			return true
 		}
 	}
 	return false
 }
 
-func (x *node) covered() bool { return x.nonRec+x.rec > 0 }
+func (x *node) covered() bool { return x.direct+x.recursive > 0 }
 
 func (n *Notifier) needed(x *node) bool {
-	return x.covered() || (x.parent != nil && x.parent.recCovered())
+	return x.covered() || (x.parent != nil && x.parent.underRecursive())
 }
 
 // rel is x's path below root as the index knows it.
@@ -161,7 +162,7 @@ func (x *node) chain(extra int) []link {
 	c := make([]link, depth, depth+extra)
 	i := depth - 1
 	for a := x; a != nil; a = a.parent {
-		c[i] = link{dev: a.dev, ino: a.ino, name: a.name}
+		c[i] = link{key: a.key, ino: a.ino, name: a.name}
 		i--
 	}
 	return c
@@ -173,30 +174,6 @@ func (n *Notifier) statEntry(x *node, name string, withXattrs bool) (snap, error
 		return snap{}, err
 	}
 	return statAt(fd, name, withXattrs)
-}
-
-// emit records one notification about entry name of x.
-func (n *Notifier) emit(x *node, name string, s *snap, t Type) {
-	c := x.chain(1)
-	c = append(c, link{dev: s.dev, ino: s.ino, name: name})
-	n.push(change{typ: t, chain: c})
-}
-
-func (n *Notifier) push(c change) {
-	if len(n.frame) == 0 {
-		n.frameAt = time.Now()
-	}
-	n.frame = append(n.frame, c)
-	if len(n.frame) >= maxFrame {
-		n.seal()
-	}
-}
-
-func typeFor(isDir bool, file, dir Type) Type {
-	if isDir {
-		return dir
-	}
-	return file
 }
 
 // addWatch watches the directory open at fd and returns its node, new or
@@ -221,8 +198,9 @@ func (n *Notifier) addWatch(fd int) (*node, bool, error) {
 		wd:      int32(wd),
 		dev:     s.dev,
 		ino:     s.ino,
+		key:     dirKey(s.dev, s.ino),
 		entries: make(map[string]*entry),
-		since:   n.seq,
+		since:   n.hub.LastID(),
 	}
 	n.nodes[x.wd] = x
 	return x, true, nil
@@ -255,30 +233,30 @@ func (n *Notifier) forget(x *node) {
 	x.entries = nil
 }
 
-// report says what a scan reports of the entries it finds.
-type report int64
+// reporting says what a scan reports of the entries it finds.
+type reporting int64
 
 const (
-	reportNone report = 0  // fill the index silently (a subscription's starting point)
-	reportAll  report = -1 // report every difference (the contents of a new directory)
+	reportNone reporting = 0  // fill the index silently (a subscription's starting point)
+	reportAll  reporting = -1 // report every difference (the contents of a new directory)
 )
 
 // reportBornSince reports the entries born at or after t (nanoseconds), and
 // needs birth times: those created in a directory after it was moved in.
-func reportBornSince(t int64) report {
+func reportBornSince(t int64) reporting {
 	if t <= 0 {
 		return reportNone
 	}
-	return report(t)
+	return reporting(t)
 }
 
-func (r report) wants(s *snap) bool {
+func (r reporting) wants(s *snap) bool {
 	return r == reportAll || (r > 0 && s.btime != 0 && s.btime >= int64(r))
 }
 
-// scan reads the directory open at dirfd into x, reporting what rep asks
+// scan reads the directory open at dirfd into x, reporting what report asks
 // for of the entries that differ from what x knew.
-func (n *Notifier) scan(x *node, dirfd int, rep report) error {
+func (n *Notifier) scan(x *node, dirfd int, report reporting) error {
 	names, err := readDirNames(dirfd)
 	if err != nil {
 		return err
@@ -296,16 +274,16 @@ func (n *Notifier) scan(x *node, dirfd int, rep report) error {
 			continue
 		}
 		if old != nil {
-			n.dropEntry(x, name, old, rep == reportAll)
+			n.dropEntry(x, name, old, report == reportAll)
 		}
 		x.entries[name] = &entry{snap: s}
-		if rep.wants(&s) {
-			n.emit(x, name, &s, typeFor(s.isDir(), ChildFileAdded, ChildDirAdded))
+		if report.wants(&s) {
+			n.notify(x, name, unix.IN_CREATE, nil, &s)
 		}
 	}
 	for name, old := range x.entries {
 		if _, ok := seen[name]; !ok {
-			n.dropEntry(x, name, old, rep == reportAll)
+			n.dropEntry(x, name, old, report == reportAll)
 		}
 	}
 	n.refreshInParent(x)
@@ -330,10 +308,11 @@ func (n *Notifier) refreshInParent(x *node) {
 	}
 }
 
-func (n *Notifier) dropEntry(x *node, name string, e *entry, emit bool) {
+// dropEntry forgets entry name of x, reporting its removal if asked.
+func (n *Notifier) dropEntry(x *node, name string, e *entry, report bool) {
 	delete(x.entries, name)
-	if emit {
-		n.emit(x, name, &e.snap, typeFor(e.isDir(), ChildFileRemoved, ChildDirRemoved))
+	if report {
+		n.notify(x, name, unix.IN_DELETE, &e.snap, nil)
 	}
 	if c := e.child; c != nil {
 		e.child = nil
@@ -345,7 +324,7 @@ func (n *Notifier) dropEntry(x *node, name string, e *entry, emit bool) {
 
 // watchChild starts watching subdirectory name of x, scans it, and
 // continues down while recursive coverage asks for it.
-func (n *Notifier) watchChild(x *node, name string, e *entry, rep report) {
+func (n *Notifier) watchChild(x *node, name string, e *entry, report reporting) {
 	pfd, err := n.dirFD(x)
 	if err != nil {
 		return
@@ -360,9 +339,8 @@ func (n *Notifier) watchChild(x *node, name string, e *entry, rep report) {
 		closeFD(fd)
 		if errors.Is(err, ErrWatchLimit) {
 			n.watchLimitHit = true
-			n.log.Error("cannot watch a new directory: inotify watch limit reached; raise the sysctl fs.inotify.max_user_watches",
-				zap.String("dir", x.rel()+"/"+name))
-			n.overflow(reasonWatchLimit, append(x.chain(1), link{dev: e.dev, ino: e.ino, name: name}))
+			n.logWatchLimit(x.rel() + "/" + name)
+			n.hub.Overflow(reasonWatchLimit, &change{lost: true, chain: append(x.chain(1), link{ino: e.ino, name: name})})
 		}
 		return
 	}
@@ -377,16 +355,16 @@ func (n *Notifier) watchChild(x *node, name string, e *entry, rep report) {
 		default:
 			return // the same directory seen at two places (a bind mount): watched at the first
 		}
-		n.ensureCovered(c, rep)
+		n.ensureCovered(c, report)
 		return
 	}
 	c.parent, c.name = x, name
 	e.child = c
 	n.fds[c] = fd
-	if err := n.scan(c, fd, rep); err != nil {
+	if err := n.scan(c, fd, report); err != nil {
 		n.log.Debug("scanning a new directory", zap.String("dir", c.rel()), zap.Error(err))
 	}
-	n.ensureCovered(c, rep)
+	n.ensureCovered(c, report)
 }
 
 func (x *node) isAncestorOf(y *node) bool {
@@ -400,8 +378,8 @@ func (x *node) isAncestorOf(y *node) bool {
 
 // ensureCovered watches every subdirectory below x that recursive coverage
 // needs and that is not watched yet.
-func (n *Notifier) ensureCovered(x *node, rep report) {
-	if x.gone || !x.recCovered() {
+func (n *Notifier) ensureCovered(x *node, report reporting) {
+	if x.gone || !x.underRecursive() {
 		return
 	}
 	for name, e := range x.entries {
@@ -409,9 +387,9 @@ func (n *Notifier) ensureCovered(x *node, rep report) {
 			continue
 		}
 		if e.child == nil {
-			n.watchChild(x, name, e, rep)
+			n.watchChild(x, name, e, report)
 		} else {
-			n.ensureCovered(e.child, rep)
+			n.ensureCovered(e.child, report)
 		}
 		if x.gone {
 			return
@@ -483,10 +461,8 @@ func (n *Notifier) removeTree(x *node) {
 			n.removeTree(g)
 		}
 	}
-	if views := n.byDir[x.key()]; len(views) > 0 {
-		n.ending = append(n.ending, views...)
-		n.push(change{typ: SelfRemoved, chain: []link{{dev: x.dev, ino: x.ino}}})
-	}
+	// Its streams are told, and end.
+	n.hub.End(x.key, change{typ: SelfRemoved, chain: []link{{key: x.key, ino: x.ino}}})
 	n.forget(x)
 }
 
@@ -510,359 +486,4 @@ func (n *Notifier) relocate(x *node) {
 
 func within(root, p string) bool {
 	return p == root || strings.HasPrefix(p, root+"/") || root == "/"
-}
-
-// process turns raw inotify events into notifications.
-func (n *Notifier) process(evs []rawEvent) {
-	type key struct {
-		wd   int32
-		name string
-	}
-	var accessed map[key]bool
-	for _, ev := range evs {
-		if ev.mask&unix.IN_Q_OVERFLOW != 0 {
-			n.kernelOverflow()
-			continue
-		}
-		x := n.nodes[ev.wd]
-		if x == nil {
-			continue
-		}
-		if ev.name == "" {
-			switch {
-			case ev.mask&(unix.IN_DELETE_SELF|unix.IN_IGNORED|unix.IN_UNMOUNT) != 0:
-				n.removeTree(x)
-			case ev.mask&unix.IN_MOVE_SELF != 0 && x.parent == nil:
-				n.relocate(x)
-			}
-			continue
-		}
-		isDir := ev.mask&unix.IN_ISDIR != 0
-		switch {
-		case ev.mask&unix.IN_CREATE != 0:
-			n.onCreate(x, ev.name, isDir)
-		case ev.mask&unix.IN_MOVED_TO != 0:
-			n.onMovedTo(x, ev.name, isDir, ev.cookie, ev.at)
-		case ev.mask&unix.IN_DELETE != 0:
-			n.onDelete(x, ev.name, isDir)
-		case ev.mask&unix.IN_MOVED_FROM != 0:
-			n.onMovedFrom(x, ev.name, isDir, ev.cookie)
-		case ev.mask&(unix.IN_MODIFY|unix.IN_ATTRIB) != 0:
-			n.onChange(x, ev.name, ev.mask, isDir)
-		case ev.mask&unix.IN_ACCESS != 0:
-			if isDir {
-				continue // directory atimes move with every listing, ours included
-			}
-			k := key{ev.wd, ev.name}
-			if accessed[k] {
-				continue
-			}
-			if accessed == nil {
-				accessed = make(map[key]bool)
-			}
-			accessed[k] = true
-			n.onChange(x, ev.name, ev.mask, isDir)
-		}
-	}
-}
-
-func (n *Notifier) onCreate(x *node, name string, isDir bool) {
-	s, err := n.statEntry(x, name, true)
-	if err != nil {
-		// Gone before it could be examined: report it with an unknown ID.
-		if e := x.entries[name]; e == nil {
-			n.emit(x, name, &snap{}, typeFor(isDir, ChildFileAdded, ChildDirAdded))
-		}
-		return
-	}
-	if old := x.entries[name]; old != nil {
-		if old.dev == s.dev && old.ino == s.ino {
-			// Already known from a scan that raced with this event.
-			return
-		}
-		n.dropEntry(x, name, old, true)
-	}
-	e := &entry{snap: s}
-	x.entries[name] = e
-	n.emit(x, name, &s, typeFor(s.isDir(), ChildFileAdded, ChildDirAdded))
-	n.refreshInParent(x)
-	if s.isDir() && x.recCovered() {
-		// Everything created in it before the watch below is found by the
-		// scan that follows the watch and reported as added.
-		n.watchChild(x, name, e, reportAll)
-	}
-}
-
-func (n *Notifier) onDelete(x *node, name string, isDir bool) {
-	e := x.entries[name]
-	if e == nil {
-		n.emit(x, name, &snap{}, typeFor(isDir, ChildFileRemoved, ChildDirRemoved))
-		return
-	}
-	delete(x.entries, name)
-	n.emit(x, name, &e.snap, typeFor(e.isDir(), ChildFileRemoved, ChildDirRemoved))
-	if c := e.child; c != nil {
-		e.child = nil
-		n.removeTree(c)
-	}
-	n.refreshInParent(x)
-}
-
-func (n *Notifier) onMovedFrom(x *node, name string, isDir bool, cookie uint32) {
-	e := x.entries[name]
-	if e == nil {
-		n.emit(x, name, &snap{}, typeFor(isDir, ChildFileMovedFrom, ChildDirMovedFrom))
-		n.moves[cookie] = &pendingMove{isDir: isDir, at: time.Now()}
-		n.kick()
-		return
-	}
-	delete(x.entries, name)
-	n.emit(x, name, &e.snap, typeFor(e.isDir(), ChildFileMovedFrom, ChildDirMovedFrom))
-	if c := e.child; c != nil {
-		// Keep the subtree (and its watches) for the IN_MOVED_TO that
-		// normally follows at once.
-		c.path, c.parent = c.rel(), nil
-	}
-	n.moves[cookie] = &pendingMove{entry: e, isDir: e.isDir(), at: time.Now()}
-	n.refreshInParent(x)
-	n.kick()
-}
-
-// movedOut handles an IN_MOVED_FROM whose IN_MOVED_TO never came: the
-// entry left the watched part of the tree.
-func (n *Notifier) movedOut(m *pendingMove) {
-	if m.entry == nil || m.entry.child == nil {
-		return
-	}
-	c := m.entry.child
-	m.entry.child = nil
-	for _, t := range n.detach(c) {
-		n.relocate(t)
-	}
-}
-
-func (n *Notifier) onMovedTo(y *node, name string, isDir bool, cookie uint32, at int64) {
-	m := n.moves[cookie]
-	delete(n.moves, cookie)
-	s, err := n.statEntry(y, name, true)
-	if err != nil {
-		// Already moved on or removed: report what is known.
-		if m != nil && m.entry != nil {
-			s = m.entry.snap
-			n.movedOut(m)
-		}
-		n.emit(y, name, &s, typeFor(isDir, ChildFileMovedTo, ChildDirMovedTo))
-		return
-	}
-	if old := y.entries[name]; old != nil {
-		if old.dev == s.dev && old.ino == s.ino {
-			if m != nil {
-				n.movedOut(m)
-			}
-			return
-		}
-		// The rename replaced an entry: it is gone.
-		n.dropEntry(y, name, old, true)
-	}
-	e := &entry{snap: s}
-	y.entries[name] = e
-	var missed []Type
-	if m != nil && m.entry != nil && m.entry.dev == s.dev && m.entry.ino == s.ino {
-		missed = attrChanges(&m.entry.snap, &s)
-	}
-	var c *node
-	if m != nil && m.entry != nil && m.entry.child != nil {
-		if m.entry.dev == s.dev && m.entry.ino == s.ino && !m.entry.child.gone && !m.entry.child.isAncestorOf(y) {
-			c = m.entry.child
-			m.entry.child = nil
-			c.parent, c.name = y, name
-			e.child = c
-		} else {
-			n.movedOut(m)
-		}
-	}
-	n.emit(y, name, &s, typeFor(s.isDir(), ChildFileMovedTo, ChildDirMovedTo))
-	for _, t := range missed {
-		n.emit(y, name, &s, t)
-	}
-	n.refreshInParent(y)
-	switch {
-	case c != nil:
-		// The watched subtree came along; coverage here may differ.
-		if !n.needed(c) {
-			e.child = nil
-			c.path, c.parent = c.rel(), nil
-			for _, t := range n.dropSubtree(c) {
-				n.relocate(t)
-			}
-		} else {
-			n.prune(c)
-			n.ensureCovered(c, reportNone)
-		}
-	case s.isDir() && y.recCovered():
-		// Moved in from outside the watched tree: its contents arrive with
-		// it and are indexed, not reported one by one; only what was
-		// created in it since the move (born after the move changed its
-		// ctime, and after this event was read) is reported as added.
-		since := min(s.ctime, at-int64(clockSlack))
-		n.watchChild(y, name, e, reportBornSince(since))
-	}
-}
-
-// onChange derives notification types from what one IN_MODIFY, IN_ATTRIB
-// or IN_ACCESS changed, comparing the entry's snapshot before and after.
-// Each kind of event compares only what it can change, so a later event
-// does not inherit an earlier one's difference:
-//
-//	IN_MODIFY (write, truncate, mtime-only utimes): data, size, mtime
-//	IN_ACCESS (read, atime-only utimes): atime
-//	IN_ATTRIB (chmod, chown, utimes, xattrs): every attribute
-func (n *Notifier) onChange(x *node, name string, mask uint32, isDir bool) {
-	e := x.entries[name]
-	attrib := mask&unix.IN_ATTRIB != 0
-	var s snap
-	var err error
-	if e != nil {
-		s, err = n.statEntry(x, name, attrib)
-	}
-	if e == nil || err != nil || s.ino != e.ino || s.dev != e.dev {
-		// Renamed, removed or replaced since. Data was written all the
-		// same; which attributes changed is found by the rename's
-		// IN_MOVED_TO, or is lost with the file.
-		if mask&unix.IN_MODIFY != 0 && !isDir {
-			if e != nil {
-				s = e.snap
-			}
-			n.emit(x, name, &s, ChildDataWritten)
-		}
-		return
-	}
-	old := e.snap
-	var types [10]Type
-	t := types[:0]
-	dir := old.isDir()
-	if mask&unix.IN_MODIFY != 0 {
-		if !dir {
-			t = append(t, ChildDataWritten)
-		}
-		if s.size != old.size && !dir {
-			t = append(t, ChildSizeChanged)
-		}
-		if s.mtime != old.mtime {
-			t = append(t, ChildMtimeChanged)
-		}
-		e.size, e.mtime, e.ctime = s.size, s.mtime, s.ctime
-	}
-	if mask&unix.IN_ACCESS != 0 && !attrib {
-		if s.atime != old.atime && !dir {
-			t = append(t, ChildAtimeChanged)
-		}
-		e.atime = s.atime
-	}
-	if attrib {
-		if s.size != old.size && !dir && mask&unix.IN_MODIFY == 0 {
-			t = append(t, ChildSizeChanged)
-		}
-		if s.mtime != old.mtime && mask&unix.IN_MODIFY == 0 {
-			t = append(t, ChildMtimeChanged)
-		}
-		if s.atime != old.atime && !dir {
-			t = append(t, ChildAtimeChanged)
-		}
-		if s.btime != old.btime && s.btime != 0 && old.btime != 0 {
-			t = append(t, ChildBtimeChanged)
-		}
-		if s.uid != old.uid {
-			t = append(t, ChildOwnerChanged)
-		}
-		if s.gid != old.gid {
-			t = append(t, ChildGroupChanged)
-		}
-		if s.mode&07777 != old.mode&07777 || s.acl != old.acl {
-			t = append(t, ChildACLChanged)
-		}
-		if s.xattrs != old.xattrs {
-			t = append(t, ChildExtraAttrsChanged)
-		}
-		e.snap = s
-	}
-	for _, typ := range t {
-		n.emit(x, name, &e.snap, typ)
-	}
-}
-
-// attrChanges lists what differs between two snapshots of one file taken
-// around a rename: changes whose own events were processed only after the
-// file had left its old name.
-func attrChanges(old, s *snap) []Type {
-	var t []Type
-	if !old.isDir() {
-		if s.size != old.size {
-			t = append(t, ChildSizeChanged)
-		}
-		if s.mtime != old.mtime {
-			t = append(t, ChildMtimeChanged)
-		}
-		if s.atime != old.atime {
-			t = append(t, ChildAtimeChanged)
-		}
-	}
-	if s.uid != old.uid {
-		t = append(t, ChildOwnerChanged)
-	}
-	if s.gid != old.gid {
-		t = append(t, ChildGroupChanged)
-	}
-	if s.mode&07777 != old.mode&07777 || s.acl != old.acl {
-		t = append(t, ChildACLChanged)
-	}
-	if s.xattrs != old.xattrs {
-		t = append(t, ChildExtraAttrsChanged)
-	}
-	return t
-}
-
-// kernelOverflow handles IN_Q_OVERFLOW: the index is rebuilt from the
-// directories themselves so that later differences are computed against
-// the truth, and then every subscriber is told to rescan.
-func (n *Notifier) kernelOverflow() {
-	n.stats.Overflows++
-	n.log.Warn("inotify queue overflowed; subscribers told to rescan (consider raising the sysctl fs.inotify.max_queued_events)")
-	n.seal()
-	defer n.overflow(reasonKernelQueue, nil)
-	for cookie, m := range n.moves {
-		delete(n.moves, cookie)
-		n.movedOut(m)
-	}
-	var tops []*node
-	for _, x := range n.nodes {
-		if x.parent == nil {
-			tops = append(tops, x)
-		}
-	}
-	for _, x := range tops {
-		n.resync(x)
-	}
-}
-
-func (n *Notifier) resync(x *node) {
-	if x.gone {
-		return
-	}
-	fd, err := n.dirFD(x)
-	if err != nil {
-		if x.parent != nil {
-			n.removeTree(x)
-		}
-		return
-	}
-	if err := n.scan(x, fd, reportNone); err != nil {
-		return
-	}
-	n.ensureCovered(x, reportNone)
-	for _, e := range x.entries {
-		if e.child != nil {
-			n.resync(e.child)
-		}
-	}
 }

@@ -12,20 +12,23 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/etaggate/etaggate/sse"
 )
 
-// Notifier watches one root directory for any number of subscribers.
+// Notifier watches one root directory for any number of subscribers, and
+// publishes what changes to its hub.
 //
 // It owns two goroutines: the reader, which only drains the inotify
 // descriptor into a backlog (so the kernel queue rarely overflows), and the
-// loop, which processes that backlog, seals batch windows and expires
-// lingering watches; and the wire hub's few, which write the streams whose
-// connections it took over. Close ends every stream, stops them all and
-// waits for them.
+// loop, which applies that backlog to the tree index, pairs renames and
+// expires lingering watches; the hub owns its own. Close ends every
+// stream, stops them all and waits for them.
 type Notifier struct {
 	cfg  Config
 	log  *zap.Logger
 	root string // absolute, symlinks resolved
+	hub  *sse.Hub[change]
 
 	rootMu           sync.RWMutex // held (read) while rootFD is used outside mu
 	rootFD           int          // O_PATH descriptor of root; -1 once closed
@@ -34,41 +37,31 @@ type Notifier struct {
 	addWatchFn       func(fd int, path string, mask uint32) (int, error) // inotify_add_watch; tests replace it
 
 	backlogMu sync.Mutex
-	backlog   []rawEvent
+	backlog   []inotifyEvent
 	dropped   bool
-	wakeLoop  chan struct{} // cap 1: backlog or timers changed
+	wakeup    chan struct{} // cap 1: the backlog or the timers changed
 
-	closing  chan struct{}
+	stop     chan struct{}
 	loopDone sync.WaitGroup
-	streams  sync.WaitGroup
-	wires    *wireHub // writes the streams whose connections were taken over
 
-	mu      sync.Mutex // guards everything below
-	closed  bool
-	nodes   map[int32]*node // by watch descriptor
-	byDir   map[dirKey][]*view
-	subs    map[*Subscription]struct{}
-	ghosts  []ghost
-	moves   map[uint32]*pendingMove // by inotify cookie
-	ending  []*view                 // views to end after the next seal
-	frame   []change
-	frameAt time.Time // when the first change of frame arrived
-	base    uint64    // ids of this Notifier are above base
-	seq     uint64    // id of the last sealed frame
-	history []*frame  // ring, oldest first from histStart
-	histAt  int
-	idCache map[uint64]string // directory inode → path relative to root
-	fds     map[*node]int     // descriptors opened for the work in progress
-	lost    []*node           // tops found outside root, to remove
-	stats   Stats
+	mu        sync.Mutex // guards everything below
+	closed    bool
+	nodes     map[int32]*node // by watch descriptor
+	lingering []lingering
+	moves     map[uint32]*pendingMove // by inotify cookie
+	idCache   map[uint64]string       // directory inode → path relative to root
+	fds       map[*node]int           // descriptors opened for the work in progress
+	lost      []*node                 // tops found outside root, to remove
+	overflows uint64                  // kernel queue overflows
 
 	watchLimitHit bool // a watch was refused with ENOSPC since last reset
 }
 
-type ghost struct {
-	node *node
-	rec  bool
-	at   time.Time
+// lingering is a released subscription whose watch is kept until at.
+type lingering struct {
+	dir       *node
+	recursive bool
+	at        time.Time
 }
 
 type pendingMove struct {
@@ -77,45 +70,43 @@ type pendingMove struct {
 	at    time.Time
 }
 
-// New starts watching root. The root directory must exist.
+// New starts watching cfg.Root, which must be a directory.
 func New(cfg Config) (*Notifier, error) {
-	cfg = cfg.withDefaults()
 	if cfg.Root == "" {
-		return nil, errors.New("notifier: root is required")
+		return nil, errors.New("root is required")
 	}
 	abs, err := filepath.Abs(cfg.Root)
 	if err != nil {
-		return nil, fmt.Errorf("notifier: root %q: %w", cfg.Root, err)
+		return nil, fmt.Errorf("root %q: %w", cfg.Root, err)
 	}
 	real, err := filepath.EvalSymlinks(abs)
 	if err != nil {
-		return nil, fmt.Errorf("notifier: root %q: %w", cfg.Root, err)
+		return nil, fmt.Errorf("root %q: %w", cfg.Root, err)
 	}
 	fi, err := os.Stat(real)
 	if err != nil {
-		return nil, fmt.Errorf("notifier: root %q: %w", cfg.Root, err)
+		return nil, fmt.Errorf("root %q: %w", cfg.Root, err)
 	}
 	if !fi.IsDir() {
-		return nil, fmt.Errorf("notifier: root %q is not a directory", cfg.Root)
+		return nil, fmt.Errorf("root %q is not a directory", cfg.Root)
 	}
 	rootFD, err := unix.Open(real, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("notifier: opening root %q: %w", cfg.Root, err)
+		return nil, fmt.Errorf("opening root %q: %w", cfg.Root, err)
 	}
 	rs, err := statAt(rootFD, ".", false)
 	if err != nil {
 		unix.Close(rootFD)
-		return nil, fmt.Errorf("notifier: stat root %q: %w", cfg.Root, err)
+		return nil, fmt.Errorf("stat root %q: %w", cfg.Root, err)
 	}
 	in, err := newInotify()
 	if err != nil {
 		unix.Close(rootFD)
 		if errors.Is(err, unix.EMFILE) {
-			return nil, fmt.Errorf("notifier: creating an inotify instance: %w (raise the sysctl fs.inotify.max_user_instances)", err)
+			return nil, fmt.Errorf("creating an inotify instance: %w (raise the sysctl fs.inotify.max_user_instances)", err)
 		}
-		return nil, fmt.Errorf("notifier: creating an inotify instance: %w", err)
+		return nil, fmt.Errorf("creating an inotify instance: %w", err)
 	}
-	now := uint64(time.Now().UnixMicro())
 	n := &Notifier{
 		cfg:        cfg,
 		log:        cfg.Logger,
@@ -124,25 +115,22 @@ func New(cfg Config) (*Notifier, error) {
 		rootDev:    rs.dev,
 		rootIno:    rs.ino,
 		in:         in,
-		wakeLoop:   make(chan struct{}, 1),
+		wakeup:     make(chan struct{}, 1),
 		addWatchFn: unix.InotifyAddWatch,
-		closing:    make(chan struct{}),
+		stop:       make(chan struct{}),
 		nodes:      make(map[int32]*node),
-		byDir:      make(map[dirKey][]*view),
-		subs:       make(map[*Subscription]struct{}),
 		moves:      make(map[uint32]*pendingMove),
-		base:       now,
-		seq:        now,
 		idCache:    make(map[uint64]string),
 		fds:        make(map[*node]int),
 	}
-	wires, err := newWireHub(n)
+	hubCfg := cfg.Hub
+	hubCfg.Logger = cfg.Logger
+	n.hub, err = sse.New(hubCfg, source{n}, nil)
 	if err != nil {
 		unix.Close(rootFD)
 		in.f.Close()
-		return nil, fmt.Errorf("notifier: creating an epoll instance: %w", err)
+		return nil, fmt.Errorf("starting the hub: %w", err)
 	}
-	n.wires = wires
 	n.loopDone.Add(2)
 	go n.read()
 	go n.loop()
@@ -157,43 +145,30 @@ func (n *Notifier) Root() string { return n.root }
 // called more than once.
 func (n *Notifier) Close() error {
 	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
+	again := n.closed
+	n.closed = true
+	n.mu.Unlock()
+	hubErr := n.hub.Close()
+	if again {
 		n.loopDone.Wait()
-		n.streams.Wait()
-		n.wires.close()
 		return nil
 	}
-	n.closed = true
-	subs := make([]*Subscription, 0, len(n.subs))
-	for s := range n.subs {
-		subs = append(subs, s)
-	}
-	n.mu.Unlock()
-
-	for _, s := range subs {
-		s.interrupt()
-		s.finish(endClosing)
-	}
-	close(n.closing)
+	close(n.stop)
 	err := n.in.f.Close() // unblocks the reader; the kernel drops every watch
 	n.loopDone.Wait()
-	n.streams.Wait()
-	n.wires.close()
 
 	n.mu.Lock()
 	for _, x := range n.nodes {
 		x.gone = true
 	}
 	n.nodes = map[int32]*node{}
-	n.ghosts = nil
-	n.history = nil
+	n.lingering = nil
 	n.mu.Unlock()
 	n.rootMu.Lock()
 	closeFD(n.rootFD)
 	n.rootFD = -1
 	n.rootMu.Unlock()
-	return err
+	return errors.Join(hubErr, err)
 }
 
 func (n *Notifier) isClosed() bool {
@@ -204,74 +179,35 @@ func (n *Notifier) isClosed() bool {
 
 // Stats returns counters and gauges of n.
 func (n *Notifier) Stats() Stats {
+	s := Stats{Stats: n.hub.Stats()}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	s := n.stats
-	s.Subscribers = len(n.subs)
 	s.Watches = len(n.nodes)
-	s.Lingering = len(n.ghosts)
-	s.Frames = n.seq - n.base
-	s.TakenOver = n.wires.streams()
+	s.Lingering = len(n.lingering)
+	s.KernelOverflows = n.overflows
 	return s
 }
 
-func (n *Notifier) kick() {
+// wakeLoop tells the loop that the backlog or its timers changed.
+func (n *Notifier) wakeLoop() {
 	select {
-	case n.wakeLoop <- struct{}{}:
+	case n.wakeup <- struct{}{}:
 	default:
 	}
 }
 
-// read drains the inotify descriptor into the backlog until Close.
-func (n *Notifier) read() {
-	defer n.loopDone.Done()
-	buf := make([]byte, 64*1024)
-	var evs []rawEvent
-	for {
-		k, err := n.in.f.Read(buf)
-		if err != nil {
-			if errors.Is(err, os.ErrClosed) {
-				return
-			}
-			select {
-			case <-n.closing:
-				return
-			default:
-			}
-			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
-				continue
-			}
-			n.log.Error("reading inotify events", zap.Error(err))
-			return
-		}
-		evs = decodeEvents(buf[:k], time.Now().UnixNano(), evs[:0])
-		n.backlogMu.Lock()
-		if len(n.backlog)+len(evs) > maxBacklog {
-			if !n.dropped {
-				n.backlog = append(n.backlog, overflowEvent)
-				n.dropped = true
-			}
-		} else {
-			n.dropped = false
-			n.backlog = append(n.backlog, evs...)
-		}
-		n.backlogMu.Unlock()
-		n.kick()
-	}
-}
-
-// loop processes the backlog and runs the timers: batch windows, rename
+// loop applies the backlog to the index and runs the timers: rename
 // pairing and lingering watches.
 func (n *Notifier) loop() {
 	defer n.loopDone.Done()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	var spare []rawEvent
+	var spare []inotifyEvent
 	for {
 		select {
-		case <-n.closing:
+		case <-n.stop:
 			return
-		case <-n.wakeLoop:
+		case <-n.wakeup:
 		case <-timer.C:
 		}
 		n.backlogMu.Lock()
@@ -314,25 +250,18 @@ func (n *Notifier) tick(now time.Time) time.Duration {
 			due(m.at.Add(moveWait))
 		}
 	}
-	if len(n.ghosts) > 0 {
-		keep := n.ghosts[:0]
-		for _, g := range n.ghosts {
-			if !now.Before(g.at) {
-				n.release(g.node, g.rec)
+	if len(n.lingering) > 0 {
+		keep := n.lingering[:0]
+		for _, l := range n.lingering {
+			if !now.Before(l.at) {
+				n.release(l.dir, l.recursive)
 			} else {
-				keep = append(keep, g)
-				due(g.at)
+				keep = append(keep, l)
+				due(l.at)
 			}
 		}
-		clear(n.ghosts[len(keep):])
-		n.ghosts = keep
-	}
-	if len(n.frame) > 0 {
-		if n.cfg.Batch < 0 || now.Sub(n.frameAt) >= n.cfg.Batch {
-			n.seal()
-		} else {
-			due(n.frameAt.Add(n.cfg.Batch))
-		}
+		clear(n.lingering[len(keep):])
+		n.lingering = keep
 	}
 	return next
 }

@@ -3,7 +3,6 @@
 package notifier
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,7 +17,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -28,12 +26,18 @@ import (
 
 const arrive = 20 * time.Second
 
+// testConfig is the default configuration over root, with a short batch
+// window.
+func testConfig(root string) Config {
+	cfg := DefaultConfig()
+	cfg.Root = root
+	cfg.Hub.Batch = 5 * time.Millisecond
+	return cfg
+}
+
 // start runs n behind a real HTTP server on 127.0.0.1.
 func start(t *testing.T, cfg Config) (*Notifier, string) {
 	t.Helper()
-	if cfg.Batch == 0 {
-		cfg.Batch = 5 * time.Millisecond
-	}
 	n, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -139,39 +143,22 @@ func FuzzParseFilter(f *testing.F) {
 	})
 }
 
-func FuzzAppendJSONString(f *testing.F) {
-	f.Add([]byte("plain/name.txt"))
-	f.Add([]byte("quote\" back\\slash\nnew\x00nul\x7f"))
-	f.Add([]byte("caf\xc3\xa9 \xff\xfe broken \u2028"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		out := appendJSONString(nil, b)
-		var s string
-		if err := json.Unmarshal(out, &s); err != nil {
-			t.Fatalf("%q encoded as invalid JSON %q: %v", b, out, err)
-		}
-		if utf8.Valid(b) && s != string(b) {
-			t.Fatalf("%q round-tripped as %q", b, s)
-		}
-		if strings.ContainsAny(string(out), "\n\r") {
-			t.Fatalf("%q: encoding %q holds a line break, which would cut the SSE data line", b, out)
-		}
-	})
-}
-
-func TestEncodePayload(t *testing.T) {
+// TestTopicJSON checks a notification as Qumulo writes it, relative to
+// the stream's directory.
+func TestTopicJSON(t *testing.T) {
 	c := change{typ: ChildFileAdded, chain: []link{{ino: 1}, {ino: 2, name: "sub"}, {ino: 3, name: "a \"b\".txt"}}}
-	got := string(encodePayload(42, []match{{&c, 0}, {&c, 1}}).event())
-	want := "id: 42\ndata: [" +
-		`{"type":"child_file_added","path":"sub/a \"b\".txt","spine":["1","2","3"],"stream_name":null},` +
-		`{"type":"child_file_added","path":"a \"b\".txt","spine":["2","3"],"stream_name":null}` +
-		"]\n\n"
-	if got != want {
-		t.Errorf("got  %q\nwant %q", got, want)
+	for at, want := range []string{
+		`{"type":"child_file_added","path":"sub/a \"b\".txt","spine":["1","2","3"],"stream_name":null}`,
+		`{"type":"child_file_added","path":"a \"b\".txt","spine":["2","3"],"stream_name":null}`,
+	} {
+		if got := string(topic{}.AppendJSON(nil, &c, at)); got != want {
+			t.Errorf("at %d: got  %s\nwant %s", at, got, want)
+		}
 	}
 }
 
 func TestMatchesNotifyURLs(t *testing.T) {
-	n := &Notifier{cfg: Config{Prefix: "/v1/files"}.withDefaults()}
+	n := &Notifier{cfg: Config{Prefix: "/v1/files"}}
 	for path, want := range map[string]bool{
 		"/v1/files/%2F/notify":         true,
 		"/v1/files/a/b/notify":         true,
@@ -196,7 +183,7 @@ func TestMatchesNotifyURLs(t *testing.T) {
 func TestWatchLimit(t *testing.T) {
 	root := t.TempDir()
 	testutil.Must(t, os.MkdirAll(filepath.Join(root, "sub", "inner"), 0o755))
-	n, base := start(t, Config{Root: root})
+	n, base := start(t, testConfig(root))
 	allow := func(k int) {
 		n.mu.Lock()
 		defer n.mu.Unlock()
@@ -263,7 +250,7 @@ func TestKernelOverflow(t *testing.T) {
 	}
 	root := t.TempDir()
 	testutil.Must(t, os.Mkdir(filepath.Join(root, "sub"), 0o755))
-	n, base := start(t, Config{Root: root})
+	n, base := start(t, testConfig(root))
 	a := ssetest.MustOpen(t, client(), streamURL(base, encode("/"), "recursive=true"), nil)
 	b := ssetest.MustOpen(t, client(), streamURL(base, "sub", ""), nil)
 
@@ -304,7 +291,7 @@ func TestCloseEndsStreams(t *testing.T) {
 	root := t.TempDir()
 	time.Sleep(50 * time.Millisecond)
 	before := runtime.NumGoroutine()
-	n, err := New(Config{Root: root, Batch: time.Millisecond})
+	n, err := New(testConfig(root))
 	testutil.Must(t, err)
 	srv := httptest.NewServer(n)
 	var streams []*ssetest.Stream
@@ -348,7 +335,9 @@ func TestWatchesReleased(t *testing.T) {
 	root := t.TempDir()
 	testutil.Must(t, os.MkdirAll(filepath.Join(root, "a", "b", "c"), 0o755))
 	testutil.Must(t, os.MkdirAll(filepath.Join(root, "x"), 0o755))
-	n, base := start(t, Config{Root: root, Linger: 50 * time.Millisecond})
+	cfg := testConfig(root)
+	cfg.Linger = 50 * time.Millisecond
+	n, base := start(t, cfg)
 	watches := func() int { return n.Stats().Watches }
 
 	rec := ssetest.MustOpen(t, client(), streamURL(base, encode("/"), "recursive=true"), nil)
@@ -374,7 +363,7 @@ func TestSubtreeMovedOut(t *testing.T) {
 	root := t.TempDir()
 	testutil.Must(t, os.MkdirAll(filepath.Join(root, "a", "sub", "deep", "deeper"), 0o755))
 	testutil.Must(t, os.MkdirAll(filepath.Join(root, "b"), 0o755))
-	n, base := start(t, Config{Root: root})
+	n, base := start(t, testConfig(root))
 	s := ssetest.MustOpen(t, client(), streamURL(base, "a", "recursive=true"), nil)
 	if w := n.Stats().Watches; w != 4 {
 		t.Fatalf("%d watches, want 4", w)
@@ -409,7 +398,7 @@ func TestWatchedDirectoryMoves(t *testing.T) {
 	root := t.TempDir()
 	outside := t.TempDir()
 	testutil.Must(t, os.MkdirAll(filepath.Join(root, "a", "b"), 0o755))
-	_, base := start(t, Config{Root: root})
+	_, base := start(t, testConfig(root))
 	s := ssetest.MustOpen(t, client(), streamURL(base, "a/b", ""), nil)
 
 	// The parent, which nothing watches, is renamed: b is found again.
@@ -435,7 +424,9 @@ func TestWatchedDirectoryMoves(t *testing.T) {
 // arrive as one payload), increasing ids, and keep-alive comments.
 func TestBatchAndKeepalive(t *testing.T) {
 	root := t.TempDir()
-	_, base := start(t, Config{Root: root, Batch: 300 * time.Millisecond, Keepalive: 100 * time.Millisecond})
+	cfg := testConfig(root)
+	cfg.Hub.Batch, cfg.Hub.Keepalive = 300*time.Millisecond, 100*time.Millisecond
+	_, base := start(t, cfg)
 	s := ssetest.MustOpen(t, client(), streamURL(base, encode("/"), ""), nil)
 	for _, name := range []string{"a", "b", "c"} {
 		touch(t, filepath.Join(root, name))

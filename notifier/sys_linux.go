@@ -138,24 +138,25 @@ func hasPrefix(names []string, prefix string, want bool) bool {
 	return false
 }
 
-var openat2Missing struct {
-	sync.Once
-	missing bool
-}
+// haveOpenat2 tells, once per process, whether the kernel has openat2
+// (Linux 5.6).
+var haveOpenat2 = sync.OnceValue(func() bool {
+	fd, err := unix.Openat2(unix.AT_FDCWD, ".", &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC})
+	if err == nil {
+		closeFD(fd)
+	}
+	return !errors.Is(err, unix.ENOSYS)
+})
 
 // openBeneath opens rel below dirfd refusing every symlink on the way, so a
 // directory swapped for a symlink between a scan and a watch cannot lead
 // the watcher outside root. flags are added to O_CLOEXEC|O_NOFOLLOW.
 func openBeneath(dirfd int, rel string, flags int) (int, error) {
-	if !openat2Missing.missing {
-		fd, err := unix.Openat2(dirfd, rel, &unix.OpenHow{
+	if haveOpenat2() {
+		return unix.Openat2(dirfd, rel, &unix.OpenHow{
 			Flags:   uint64(flags | unix.O_CLOEXEC | unix.O_NOFOLLOW),
 			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
 		})
-		if !errors.Is(err, unix.ENOSYS) {
-			return fd, err
-		}
-		openat2Missing.Do(func() { openat2Missing.missing = true })
 	}
 	// Kernels before 5.6: walk component by component with O_NOFOLLOW.
 	cur := dirfd
@@ -206,64 +207,6 @@ func readDirNames(dirfd int) ([]string, error) {
 	f := os.NewFile(uintptr(fd), "dir")
 	defer f.Close()
 	return f.Readdirnames(-1)
-}
-
-// inotify mask for every watched directory. IN_ACCESS is included only
-// because `touch -a` (an atime-only utimes) is reported as an access, not
-// as an attribute change.
-const watchMask = unix.IN_ACCESS | unix.IN_MODIFY | unix.IN_ATTRIB |
-	unix.IN_CREATE | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_MOVED_TO |
-	unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_EXCL_UNLINK | unix.IN_ONLYDIR
-
-// rawEvent is one decoded struct inotify_event.
-type rawEvent struct {
-	wd     int32
-	mask   uint32
-	cookie uint32
-	name   string
-	at     int64 // when it was read, in nanoseconds since the epoch
-}
-
-// overflowEvent is what the reader queues when the kernel (IN_Q_OVERFLOW)
-// or its own backlog dropped events.
-var overflowEvent = rawEvent{wd: -1, mask: unix.IN_Q_OVERFLOW}
-
-// inotifyFile is one inotify instance read through Go's poller, so Close
-// unblocks a pending Read.
-type inotifyFile struct {
-	fd int
-	f  *os.File
-}
-
-func newInotify() (*inotifyFile, error) {
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
-	if err != nil {
-		return nil, err
-	}
-	return &inotifyFile{fd: fd, f: os.NewFile(uintptr(fd), "inotify")}, nil
-}
-
-// decodeEvents appends the events in buf, read at at, to out.
-func decodeEvents(buf []byte, at int64, out []rawEvent) []rawEvent {
-	for off := 0; off+unix.SizeofInotifyEvent <= len(buf); {
-		ev := rawEvent{
-			wd:     int32(binary.NativeEndian.Uint32(buf[off:])),
-			mask:   binary.NativeEndian.Uint32(buf[off+4:]),
-			cookie: binary.NativeEndian.Uint32(buf[off+8:]),
-			at:     at,
-		}
-		l := int(binary.NativeEndian.Uint32(buf[off+12:]))
-		start := off + unix.SizeofInotifyEvent
-		if start+l > len(buf) {
-			break
-		}
-		if l > 0 {
-			ev.name = strings.TrimRight(string(buf[start:start+l]), "\x00")
-		}
-		out = append(out, ev)
-		off = start + l
-	}
-	return out
 }
 
 // walkInodes visits every entry below root (rel is "." for root itself),

@@ -279,13 +279,13 @@ func Index(ns []Notification, typ, path string) int {
 }
 
 // ServingGoroutines counts the goroutines serving a stream through net/http,
-// one per stream; a stream whose connection the notifier took over has none.
+// one per stream; a stream whose connection the hub took over has none.
 func ServingGoroutines() int {
 	var buf bytes.Buffer
 	_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
 	n := 0
 	for _, g := range strings.Split(buf.String(), "\n\n") {
-		if strings.Contains(g, "notifier.(*Subscription).serve") {
+		if strings.Contains(g, "sse.(*Stream).serve") {
 			var k int
 			fmt.Sscanf(g, "%d @", &k)
 			n += k

@@ -1,6 +1,6 @@
 //go:build linux
 
-package notifier
+package sse
 
 import (
 	"errors"
@@ -9,7 +9,6 @@ import (
 	"os"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -21,10 +20,10 @@ import (
 // A stream over HTTP/1.x on a plain connection is taken over from net/http
 // once its header and first comment are sent: the handler returns, and with
 // it go the request's goroutine, net/http's background reader and its
-// buffers, leaving about a kilobyte per idle stream. From then on the wire
-// hub writes the stream:
+// buffers, leaving about a kilobyte per idle stream. From then on the
+// hub's wires write the stream:
 //
-//   - a few writer goroutines write each payload, encoded once, to every
+//   - a few writer goroutines write each event, encoded once, to every
 //     connection that has something queued, without ever waiting: a write
 //     the socket does not take at once is left to that connection's slow
 //     path, a goroutine that exists only while the client is behind and
@@ -37,7 +36,7 @@ import (
 //     interval in keepaliveGroups groups.
 //
 // An HTTP/1.1 response keeps the chunked framing net/http gave it (it has
-// no Content-Length): each payload carries its chunk header, and the
+// no Content-Length): each event carries its chunk header, and the
 // stream ends with the last chunk, so a client tells a clean end from a
 // cut connection. HTTP/1.0 has no chunks; its stream ends when the
 // connection closes. Either way the connection is closed after the
@@ -59,16 +58,15 @@ var lastChunk = []byte("0\r\n\r\n")
 // errClientLeft is the cause logged for a client that hung up.
 var errClientLeft = errors.New("the client closed the connection")
 
-// wire is a stream's connection once the Notifier has taken it over.
+// wire is a stream's connection once the hub has taken it over.
 type wire struct {
 	conn    net.Conn
 	raw     syscall.RawConn // nil when conn has no descriptor: every write then waits in the slow path
-	chunked bool            // HTTP/1.1: payloads are chunks, the end is the last chunk
+	chunked bool            // HTTP/1.1: events are chunks, the end is the last chunk
 	token   uint64          // the departure watch's key; 0 when not watched
 	group   int             // keep-alive group
-	ref     string
 
-	// Guarded by the Subscription's mu.
+	// Guarded by the Stream's mu.
 	busy   bool // a writer or the slow path owns conn
 	slow   bool // the slow path is writing, under a deadline
 	ping   bool // a keep-alive comment is due
@@ -77,21 +75,21 @@ type wire struct {
 	shutOnce sync.Once
 }
 
-// bytes is what goes on the wire for p.
-func (w *wire) bytes(p payload) []byte {
+// bytes is what goes on the wire for e.
+func (w *wire) bytes(e event) []byte {
 	if w.chunked {
-		return p.chunk
+		return e.chunk
 	}
-	return p.event()
+	return e.text()
 }
 
-// frame appends to bufs what to write for the taken queue.
-func (w *wire) frame(bufs [][]byte, msgs []payload, end endReason, final payload, ping bool) [][]byte {
-	for _, m := range msgs {
-		bufs = append(bufs, w.bytes(m))
+// appendWrites appends to bufs what to write for the taken queue.
+func (w *wire) appendWrites(bufs [][]byte, events []event, end endReason, last event, ping bool) [][]byte {
+	for _, e := range events {
+		bufs = append(bufs, w.bytes(e))
 	}
-	if final.chunk != nil {
-		bufs = append(bufs, w.bytes(final))
+	if last.chunk != nil {
+		bufs = append(bufs, w.bytes(last))
 	}
 	if end == endClosing {
 		bufs = append(bufs, w.bytes(closingComment))
@@ -148,19 +146,18 @@ func (w *wire) writeNow(bufs [][]byte) ([][]byte, error) {
 
 // takeLocked takes what there is to write, with s.mu held. ok is false
 // when there is nothing.
-func (s *Subscription) takeLocked() (msgs []payload, end endReason, final payload, ping, ok bool) {
+func (s *Stream) takeLocked() (events []event, end endReason, last event, ping, ok bool) {
 	w := s.wire
-	msgs, end, final, ping = s.queue, s.end, s.final, w.ping
+	events, end, last, ping = s.queue, s.end, s.last, w.ping
 	s.queue, w.ping = nil, false
 	if end != endNone {
-		s.final = payload{}
+		s.last = event{}
 	}
-	return msgs, end, final, ping, len(msgs) > 0 || end != endNone || ping
+	return events, end, last, ping, len(events) > 0 || end != endNone || ping
 }
 
-// wireHub writes the streams whose connections the Notifier took over.
-type wireHub struct {
-	n     *Notifier
+// wires writes the streams whose connections the hub took over.
+type wires struct {
 	log   *zap.Logger
 	ep    *os.File // the epoll instance watching for departures
 	epRaw syscall.RawConn
@@ -170,16 +167,16 @@ type wireHub struct {
 	once  sync.Once
 
 	mu      sync.Mutex
-	ready   []*Subscription // streams with something to write, from head on
+	ready   []*Stream // streams with something to write, from head on
 	head    int
-	byToken map[uint64]*Subscription
-	groups  [keepaliveGroups]map[*Subscription]struct{}
+	byToken map[uint64]*Stream
+	groups  [keepaliveGroups]map[*Stream]struct{}
 	turn    int    // the next stream's keep-alive group
 	tokens  uint64 // the last token given
 	count   int
 }
 
-func newWireHub(n *Notifier) (*wireHub, error) {
+func newWires(c *core) (*wires, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
@@ -195,29 +192,28 @@ func newWireHub(n *Notifier) (*wireHub, error) {
 		return nil, err
 	}
 	workers := max(1, min(runtime.GOMAXPROCS(0), 8))
-	h := &wireHub{
-		n:       n,
-		log:     n.log,
+	h := &wires{
+		log:     c.log,
 		ep:      ep,
 		epRaw:   epRaw,
 		wake:    make(chan struct{}, workers),
 		stop:    make(chan struct{}),
-		byToken: make(map[uint64]*Subscription),
+		byToken: make(map[uint64]*Stream),
 	}
 	for i := range h.groups {
-		h.groups[i] = make(map[*Subscription]struct{})
+		h.groups[i] = make(map[*Stream]struct{})
 	}
 	h.done.Add(workers + 2)
 	for range workers {
 		go h.write()
 	}
-	go h.keepAlive(n.cfg.Keepalive)
+	go h.keepAlive(c.cfg.Keepalive)
 	go h.watchDepartures()
 	return h, nil
 }
 
 // close stops the hub once every stream has ended.
-func (h *wireHub) close() {
+func (h *wires) close() {
 	h.once.Do(func() {
 		close(h.stop)
 		h.ep.Close()
@@ -226,7 +222,7 @@ func (h *wireHub) close() {
 }
 
 // streams is the number of streams on taken-over connections.
-func (h *wireHub) streams() int {
+func (h *wires) streams() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.count
@@ -256,8 +252,8 @@ func takeOver(w http.ResponseWriter) (net.Conn, bool) {
 
 // add takes the stream of s onto conn, whose response header and first
 // comment are sent.
-func (h *wireHub) add(s *Subscription, conn net.Conn, chunked bool, ref string) {
-	w := &wire{conn: conn, chunked: chunked, ref: strings.Clone(ref), busy: true}
+func (h *wires) add(s *Stream, conn net.Conn, chunked bool) {
+	w := &wire{conn: conn, chunked: chunked, busy: true}
 	if sc, ok := conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			w.raw = raw
@@ -291,7 +287,7 @@ func (h *wireHub) add(s *Subscription, conn net.Conn, chunked bool, ref string) 
 
 // watch registers w for the departure of its client: the peer's shutdown
 // or reset. Once only, as the stream ends on the first report.
-func (h *wireHub) watch(w *wire) bool {
+func (h *wires) watch(w *wire) bool {
 	ok := false
 	_ = w.raw.Control(func(fd uintptr) {
 		_ = h.epRaw.Control(func(epfd uintptr) {
@@ -302,7 +298,7 @@ func (h *wireHub) watch(w *wire) bool {
 	return ok
 }
 
-func (h *wireHub) unwatch(w *wire) {
+func (h *wires) unwatch(w *wire) {
 	_ = w.raw.Control(func(fd uintptr) {
 		_ = h.epRaw.Control(func(epfd uintptr) {
 			_ = unix.EpollCtl(int(epfd), unix.EPOLL_CTL_DEL, int(fd), nil)
@@ -311,7 +307,7 @@ func (h *wireHub) unwatch(w *wire) {
 }
 
 // watchDepartures ends the streams whose clients hung up.
-func (h *wireHub) watchDepartures() {
+func (h *wires) watchDepartures() {
 	defer h.done.Done()
 	evs := make([]unix.EpollEvent, 256)
 	for {
@@ -346,7 +342,7 @@ func (h *wireHub) watchDepartures() {
 }
 
 // schedule queues s for a writer. The caller set s.wire.busy.
-func (h *wireHub) schedule(s *Subscription) {
+func (h *wires) schedule(s *Stream) {
 	h.mu.Lock()
 	h.ready = append(h.ready, s)
 	h.mu.Unlock()
@@ -357,9 +353,9 @@ func (h *wireHub) schedule(s *Subscription) {
 }
 
 // write is a writer: it drains the ready list, a batch at a time.
-func (h *wireHub) write() {
+func (h *wires) write() {
 	defer h.done.Done()
-	batch := make([]*Subscription, 0, writerBatch)
+	batch := make([]*Stream, 0, writerBatch)
 	var bufs [][]byte
 	for {
 		select {
@@ -398,7 +394,7 @@ func (h *wireHub) write() {
 
 // drain writes what s has queued without waiting, and hands s to its slow
 // path if the socket does not take it all.
-func (h *wireHub) drain(s *Subscription, bufs [][]byte) [][]byte {
+func (h *wires) drain(s *Stream, bufs [][]byte) [][]byte {
 	w := s.wire
 	for {
 		s.mu.Lock()
@@ -407,15 +403,15 @@ func (h *wireHub) drain(s *Subscription, bufs [][]byte) [][]byte {
 			s.mu.Unlock()
 			return bufs
 		}
-		msgs, end, final, ping, ok := s.takeLocked()
+		events, end, last, ping, ok := s.takeLocked()
 		if !ok {
 			w.busy = false
 			s.mu.Unlock()
 			return bufs
 		}
 		s.mu.Unlock()
-		bufs = w.frame(bufs[:0], msgs, end, final, ping)
-		clear(msgs)
+		bufs = w.appendWrites(bufs[:0], events, end, last, ping)
+		clear(events)
 		if w.raw == nil {
 			h.goSlow(s, slices.Clone(bufs), end != endNone)
 			return bufs
@@ -436,19 +432,19 @@ func (h *wireHub) drain(s *Subscription, bufs [][]byte) [][]byte {
 	}
 }
 
-// goSlow starts the slow path of s with bufs left to write; last tells
+// goSlow starts the slow path of s with bufs left to write; ends tells
 // that the stream ends with them.
-func (h *wireHub) goSlow(s *Subscription, bufs [][]byte, last bool) {
+func (h *wires) goSlow(s *Stream, bufs [][]byte, ends bool) {
 	w := s.wire
 	s.mu.Lock()
 	w.slow = true
 	s.setWireDeadlineLocked()
 	s.mu.Unlock()
 	h.done.Add(1)
-	go h.slowPath(s, bufs, last)
+	go h.slowPath(s, bufs, ends)
 }
 
-func (s *Subscription) setWireDeadlineLocked() {
+func (s *Stream) setWireDeadlineLocked() {
 	d := writeTimeout
 	if s.interrupted {
 		d = closeTimeout
@@ -459,7 +455,7 @@ func (s *Subscription) setWireDeadlineLocked() {
 // slowPath writes to a client that did not take a write at once, waiting
 // for it under a deadline, until its queue is empty again and the writers
 // can take it back.
-func (h *wireHub) slowPath(s *Subscription, bufs [][]byte, last bool) {
+func (h *wires) slowPath(s *Stream, bufs [][]byte, ends bool) {
 	defer h.done.Done()
 	w := s.wire
 	for {
@@ -468,7 +464,7 @@ func (h *wireHub) slowPath(s *Subscription, bufs [][]byte, last bool) {
 			h.shut(s, err)
 			return
 		}
-		if last {
+		if ends {
 			h.shut(s, nil)
 			return
 		}
@@ -477,7 +473,7 @@ func (h *wireHub) slowPath(s *Subscription, bufs [][]byte, last bool) {
 			s.mu.Unlock()
 			return
 		}
-		msgs, end, final, ping, ok := s.takeLocked()
+		events, end, last, ping, ok := s.takeLocked()
 		if !ok {
 			w.slow, w.busy = false, false
 			_ = w.conn.SetWriteDeadline(time.Time{})
@@ -486,14 +482,13 @@ func (h *wireHub) slowPath(s *Subscription, bufs [][]byte, last bool) {
 		}
 		s.setWireDeadlineLocked()
 		s.mu.Unlock()
-		bufs = w.frame(bufs[:0], msgs, end, final, ping)
-		last = end != endNone
+		bufs = w.appendWrites(bufs[:0], events, end, last, ping)
+		ends = end != endNone
 	}
 }
 
-// shut ends the stream of s: the connection is closed, the subscription
-// too. Whoever sees the end first calls it; later calls do nothing.
-func (h *wireHub) shut(s *Subscription, cause error) {
+// shut ends the stream of s: the connection is closed, the stream too. Whoever sees the end first calls it; later calls do nothing.
+func (h *wires) shut(s *Stream, cause error) {
 	w := s.wire
 	w.shutOnce.Do(func() {
 		s.mu.Lock()
@@ -516,7 +511,7 @@ func (h *wireHub) shut(s *Subscription, cause error) {
 			h.unwatch(w)
 		}
 		if ce := h.log.Check(zap.DebugLevel, "stream closed"); ce != nil {
-			ce.Write(zap.String("ref", w.ref), zap.String("remote_addr", w.conn.RemoteAddr().String()), zap.NamedError("cause", cause))
+			ce.Write(zap.String("stream", s.name), zap.String("remote_addr", w.conn.RemoteAddr().String()), zap.NamedError("cause", cause))
 		}
 		_ = w.conn.Close()
 		s.Close()
@@ -525,11 +520,11 @@ func (h *wireHub) shut(s *Subscription, cause error) {
 
 // keepAlive sends the keep-alive comments, one group of streams after the
 // other, so that each stream gets one every interval.
-func (h *wireHub) keepAlive(interval time.Duration) {
+func (h *wires) keepAlive(interval time.Duration) {
 	defer h.done.Done()
 	t := time.NewTicker(max(interval/keepaliveGroups, time.Millisecond))
 	defer t.Stop()
-	var due []*Subscription
+	var due []*Stream
 	for g := 0; ; g = (g + 1) % keepaliveGroups {
 		select {
 		case <-h.stop:

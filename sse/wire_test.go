@@ -1,6 +1,6 @@
 //go:build linux
 
-package notifier
+package sse
 
 import (
 	"bufio"
@@ -11,8 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -90,15 +88,16 @@ func (r *rawStream) until(t *testing.T, want string) string {
 	return string(got)
 }
 
-// TestTakenOverStreams checks the streams the wire hub writes itself:
+// TestTakenOverStreams checks the streams the hub's wires write:
 // HTTP/1.1 keeps its chunked framing and ends with the last chunk,
 // HTTP/1.0 ends with the connection; no goroutine is left per stream; a
 // client that hangs up frees its place at once; Close ends the rest.
 func TestTakenOverStreams(t *testing.T) {
-	root := t.TempDir()
-	n, err := New(Config{Root: root, Batch: time.Millisecond, Keepalive: 50 * time.Millisecond, MaxSubscribers: 100})
+	cfg := testConfig()
+	cfg.Batch, cfg.Keepalive, cfg.MaxSubscribers = time.Millisecond, 50*time.Millisecond, 100
+	n, err := New(cfg, new(notes), nil)
 	testutil.Must(t, err)
-	srv := httptest.NewServer(n)
+	srv := httptest.NewServer(handler(n))
 	defer srv.Close()
 	defer n.Close()
 	time.Sleep(50 * time.Millisecond)
@@ -109,7 +108,7 @@ func TestTakenOverStreams(t *testing.T) {
 	var raw []*rawStream
 	for i := range streams {
 		proto := []string{"HTTP/1.1", "HTTP/1.0"}[i%2]
-		raw = append(raw, dialRaw(t, srv.URL, "/v1/files/%2F/notify", proto, 0))
+		raw = append(raw, dialRaw(t, srv.URL, "/?key=k", proto, 0))
 	}
 	testutil.Eventually(t, "every stream taken over", func() bool { return n.Stats().TakenOver == streams })
 	if g := runtime.NumGoroutine() - baseline; g >= streams/4 {
@@ -131,9 +130,9 @@ func TestTakenOverStreams(t *testing.T) {
 		}
 	}
 
-	touch(t, filepath.Join(root, "first"))
+	n.Publish(note{"k", "first"})
 	for _, r := range raw {
-		got := r.until(t, `"path":"first"`)
+		got := r.until(t, `"first"`)
 		if !strings.Contains(got, "id: ") || !strings.Contains(got, "\ndata: [") {
 			t.Errorf("%s: %q is not an event", r.resp.Proto, got)
 		}
@@ -161,33 +160,30 @@ func TestTakenOverStreams(t *testing.T) {
 		}
 	}
 	deadline := time.Now().Add(arrive)
-	for runtime.NumGoroutine() > baseline-3 && time.Now().Before(deadline) { // the Notifier's own are gone too
+	for runtime.NumGoroutine() > baseline-3 && time.Now().Before(deadline) { // the hub's own are gone too
 		time.Sleep(10 * time.Millisecond)
 	}
 	if g := runtime.NumGoroutine(); g > baseline-3 {
 		var buf bytes.Buffer
 		_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
-		t.Errorf("%d goroutines after Close, %d with the Notifier running:\n%s", g, baseline, buf.String())
+		t.Errorf("%d goroutines after Close, %d with the hub running:\n%s", g, baseline, buf.String())
 	}
 }
 
 // TestTakenOverReplay checks that a reconnecting client whose connection
 // is taken over gets what it missed, after the first comment.
 func TestTakenOverReplay(t *testing.T) {
-	root := t.TempDir()
-	n, base := start(t, Config{Root: root})
-	s := ssetest.MustOpen(t, client(), streamURL(base, encode("/"), ""), nil)
-	touch(t, filepath.Join(root, "a"))
-	ev, err := s.Next(arrive)
-	testutil.Must(t, err)
+	n, _, base := startHub(t, testConfig(), nil)
+	s := ssetest.MustOpen(t, client(), base+"/?key=k", nil)
+	n.Publish(note{"k", "a"})
+	ev := nextEvent(t, s)
 	s.Close()
-	touch(t, filepath.Join(root, "missed"))
-	testutil.Eventually(t, "the second event", func() bool { return n.Stats().Frames >= 2 })
+	n.Publish(note{"k", "missed"})
+	testutil.Eventually(t, "the second frame", func() bool { return n.Stats().Frames >= 2 })
 
-	again := ssetest.MustOpen(t, client(), streamURL(base, encode("/"), ""), http.Header{"Last-Event-ID": {ev.ID}})
-	got := again.Collect(t, arrive, func(ns []ssetest.Notification) bool { return len(ns) > 0 })
-	if len(got) != 1 || got[0].Path != "missed" {
-		t.Errorf("replayed %v, want the missed file alone", got)
+	again := ssetest.MustOpen(t, client(), base+"/?key=k", http.Header{"Last-Event-ID": {ev.ID}})
+	if got := texts(t, nextEvent(t, again)); !slices.Equal(got, []string{"missed"}) {
+		t.Errorf("replayed %v, want the missed note alone", got)
 	}
 	if st := n.Stats(); st.TakenOver != 1 {
 		t.Errorf("%d streams taken over, want 1", st.TakenOver)
@@ -198,27 +194,27 @@ func TestTakenOverReplay(t *testing.T) {
 // reads: the fast one receives everything, the stalled one is sent an
 // overflow event and its stream ends cleanly, once it reads again.
 func TestTakenOverSlowSubscriber(t *testing.T) {
-	root := t.TempDir()
-	deep := root
-	for i := range 100 {
-		deep = filepath.Join(deep, fmt.Sprintf("level-%03d-%s", i, strings.Repeat("d", 18)))
-	}
-	testutil.Must(t, os.MkdirAll(deep, 0o755))
-	n, base := start(t, Config{Root: root, Batch: 10 * time.Millisecond, Queue: 4})
-	stalled := dialRaw(t, base, "/v1/files/%2F/notify?recursive=true", "HTTP/1.1", 4096)
-	fast := ssetest.MustOpen(t, client(), streamURL(base, encode("/"), "recursive=true"), nil)
+	cfg := testConfig()
+	cfg.Batch, cfg.Queue = time.Millisecond, 4
+	n, _, base := startHub(t, cfg, nil)
+	stalled := dialRaw(t, base, "/?key=k", "HTTP/1.1", 4096)
+	fast := ssetest.MustOpen(t, client(), base+"/?key=k", nil)
 	testutil.Eventually(t, "both streams taken over", func() bool { return n.Stats().TakenOver == 2 })
 
-	const files = 6000
-	for i := range files {
-		touch(t, filepath.Join(deep, fmt.Sprintf("f%05d", i)))
+	const notes = 6000
+	pad := strings.Repeat("x", 2000)
+	for i := range notes {
+		n.Publish(note{"k", fmt.Sprintf("%05d %s", i, pad)})
 		if i%50 == 0 {
 			time.Sleep(2 * time.Millisecond)
 		}
 	}
-	got := fast.Collect(t, arrive, func(ns []ssetest.Notification) bool { return len(ns) >= files })
-	if len(got) != files {
-		t.Errorf("fast subscriber got %d notifications, want %d", len(got), files)
+	got := 0
+	for got < notes {
+		got += len(texts(t, nextEvent(t, fast)))
+	}
+	if got != notes {
+		t.Errorf("fast subscriber got %d notes, want %d", got, notes)
 	}
 
 	testutil.Must(t, stalled.conn.SetReadDeadline(time.Now().Add(arrive)))
@@ -230,8 +226,8 @@ func TestTakenOverSlowSubscriber(t *testing.T) {
 	if last := string(events[len(events)-1]); !strings.Contains(last, "event: overflow") || !strings.Contains(last, `"reason":"subscriber_queue"`) {
 		t.Errorf("stalled stream's last event is %q, want an overflow event", last)
 	}
-	if k := bytes.Count(rest, []byte(`"child_file_added"`)); k >= files {
-		t.Errorf("stalled subscriber received all %d notifications; it was never cut off", k)
+	if k := bytes.Count(rest, []byte(pad)); k >= notes {
+		t.Errorf("stalled subscriber received all %d notes; it was never cut off", k)
 	}
 	if st := n.Stats(); st.CutOff != 1 {
 		t.Errorf("%d subscribers cut off, want 1", st.CutOff)
@@ -243,10 +239,11 @@ func TestTakenOverSlowSubscriber(t *testing.T) {
 func TestStreamsNotTakenOver(t *testing.T) {
 	for _, h2 := range []bool{true, false} {
 		t.Run(map[bool]string{true: "HTTP/2", false: "HTTP/1.1 over TLS"}[h2], func(t *testing.T) {
-			root := t.TempDir()
-			n, err := New(Config{Root: root, Batch: time.Millisecond, Keepalive: 50 * time.Millisecond})
+			cfg := testConfig()
+			cfg.Batch, cfg.Keepalive = time.Millisecond, 50*time.Millisecond
+			n, err := New(cfg, new(notes), nil)
 			testutil.Must(t, err)
-			srv := httptest.NewUnstartedServer(n)
+			srv := httptest.NewUnstartedServer(handler(n))
 			srv.EnableHTTP2 = true
 			srv.StartTLS()
 			defer srv.Close()
@@ -255,12 +252,14 @@ func TestStreamsNotTakenOver(t *testing.T) {
 			if !h2 {
 				c.Transport.(*http.Transport).TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 			}
-			s := ssetest.MustOpen(t, c, streamURL(srv.URL, encode("/"), ""), nil)
+			s := ssetest.MustOpen(t, c, srv.URL+"/?key=k", nil)
 			if s.Resp.ProtoMajor != map[bool]int{true: 2, false: 1}[h2] {
 				t.Fatalf("served over %s", s.Resp.Proto)
 			}
-			touch(t, filepath.Join(root, "f"))
-			s.Collect(t, arrive, func(ns []ssetest.Notification) bool { return ssetest.Has(ns, "child_file_added", "f") })
+			n.Publish(note{"k", "f"})
+			if got := texts(t, nextEvent(t, s)); !slices.Equal(got, []string{"f"}) {
+				t.Errorf("got %v", got)
+			}
 			testutil.Eventually(t, "a keep-alive comment", func() bool { return slices.Contains(s.Comments(), ": keepalive") })
 			if st := n.Stats(); st.TakenOver != 0 || st.Subscribers != 1 {
 				t.Errorf("%d streams taken over of %d", st.TakenOver, st.Subscribers)
