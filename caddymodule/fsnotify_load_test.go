@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"runtime/pprof"
 	"strings"
@@ -71,16 +72,28 @@ func TestFSNotifySlowSubscriberCutOff(t *testing.T) {
 	// Notifications about files 100 directories down are some 4 KB each, so
 	// that a few thousand overflow the socket buffers of the stalled client
 	// (up to 4 MB on the sending side with Linux's default tcp_wmem). On a
-	// loaded machine the batch window may fill payloads to their 512
-	// notifications (2 MB): 6,000 files still make a dozen of them, far more
-	// than the socket buffers plus a queue of one can hold, so the cut-off
-	// does not depend on timing.
+	// loaded machine the batch window may fill frames to their 512
+	// notifications (2 MB): 6,000 files still make a dozen of them (24 MB),
+	// far more than the socket buffers plus a queue of four can hold, so
+	// the cut-off does not depend on timing. A queue of four, not one,
+	// lets the fast subscriber's writer be scheduled a few frames late on
+	// a busy machine without being cut off itself.
 	deep := root
 	for i := range 100 {
 		deep = filepath.Join(deep, fmt.Sprintf("level-%03d-%s", i, strings.Repeat("d", 18)))
 	}
 	testutil.Must(t, os.MkdirAll(deep, 0o755))
-	base := startNotify(t, root, "queue 1")
+	base := testutil.Start(t, fmt.Sprintf(`:{port} {
+	route {
+		metrics /metrics
+		fs_notify {
+			root %s
+			batch 10ms
+			queue 4
+		}
+	}
+}
+`, root))
 	stalled := openStalled(t, base, "/v1/files/%2F/notify?recursive=true")
 	fast := ssetest.MustOpen(t, testutil.Client(), notifyURL(base, encRef("/"), "recursive=true"), nil)
 	if g := ssetest.ServingGoroutines(); g != 0 {
@@ -98,11 +111,21 @@ func TestFSNotifySlowSubscriberCutOff(t *testing.T) {
 			}
 			f.Close()
 			if i%50 == 0 {
-				time.Sleep(2 * time.Millisecond) // several batch windows, so several payloads
+				time.Sleep(2 * time.Millisecond) // several batch windows, so several frames
 			}
 		}
 	}()
-	<-created
+	// Stalled until it is cut off: not longer, or the write timeout
+	// (10s without progress) would end its stream first on a slow machine.
+	testutil.Eventually(t, "the stalled subscriber cut off", func() bool {
+		res, err := testutil.Client().Get(base + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		return regexp.MustCompile(`(?m)^caddy_fs_notify_subscribers_cut_off_total\{[^}]*\} 1$`).Match(body)
+	})
 
 	// The stalled client reads again: what was in flight, then the
 	// overflow event, then the end of the stream.
@@ -118,6 +141,7 @@ func TestFSNotifySlowSubscriberCutOff(t *testing.T) {
 	}
 
 	// Meanwhile the fast one received everything.
+	<-created
 	got := fast.Collect(t, arrive, func(ns []ssetest.Notification) bool { return len(ns) >= files })
 	if len(got) != files {
 		t.Errorf("fast subscriber got %d notifications, want %d", len(got), files)

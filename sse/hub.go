@@ -27,12 +27,12 @@ type Hub[N any] struct {
 	streams  map[*Stream]struct{}
 	views    map[Topic[N]]*view[N]
 	byKey    map[string][]*view[N]
-	window   []N       // notifications published and not yet sent
-	marks    []mark[N] // what happens between them
-	windowAt time.Time // when the window opened
-	now      bool      // send the window without waiting for its end
-	last     uint64    // id of the last frame delivered
-	frames   uint64    // frames delivered
+	window   []N        // notifications of the open window
+	marks    []mark[N]  // what happens between them
+	windowAt time.Time  // when the window opened
+	ready    []batch[N] // windows closed early (full, or an overflow), to send first
+	last     uint64     // id of the last frame delivered
+	frames   uint64     // frames delivered
 	history  []*Frame[N]
 	histAt   int        // oldest frame, once history is full
 	keys     []string   // scratch for Source.Scope
@@ -45,6 +45,12 @@ type mark[N any] struct {
 	at       int
 	overflow *Frame[N]
 	ends     []*view[N]
+}
+
+// batch is a closed window: its notifications and marks.
+type batch[N any] struct {
+	window []N
+	marks  []mark[N]
 }
 
 // core is what a hub's streams share, whatever the notifications.
@@ -113,7 +119,7 @@ func (h *Hub[N]) Publish(n N) {
 	h.opening()
 	h.window = append(h.window, n)
 	if len(h.window) >= MaxFrame {
-		h.sendNow()
+		h.closeWindow()
 	}
 }
 
@@ -129,7 +135,7 @@ func (h *Hub[N]) Overflow(reason string, scope *N) {
 	}
 	h.opening()
 	h.marks = append(h.marks, mark[N]{at: len(h.window), overflow: &Frame[N]{Overflow: reason, Scope: scope}})
-	h.sendNow()
+	h.closeWindow()
 }
 
 // End publishes final to the streams whose topic listens under key and
@@ -155,8 +161,13 @@ func (h *Hub[N]) opening() {
 	}
 }
 
-func (h *Hub[N]) sendNow() {
-	h.now = true
+// closeWindow closes the open window before its time, to be sent at
+// once; the next notification opens a new one.
+func (h *Hub[N]) closeWindow() {
+	if len(h.window) > 0 || len(h.marks) > 0 {
+		h.ready = append(h.ready, batch[N]{h.window, h.marks})
+		h.window, h.marks = nil, nil
+	}
 	h.signal()
 }
 
@@ -275,7 +286,7 @@ func (h *Hub[N]) Close() error {
 	h.wait()
 	err := h.transport.Close()
 	h.mu.Lock()
-	h.history, h.window, h.marks = nil, nil, nil
+	h.history, h.window, h.marks, h.ready = nil, nil, nil, nil
 	h.mu.Unlock()
 	return err
 }
@@ -300,32 +311,33 @@ func (h *Hub[N]) run() {
 		}
 		for {
 			h.mu.Lock()
-			window, marks, wait := h.due(time.Now())
+			b, ok, wait := h.due(time.Now())
 			h.mu.Unlock()
-			if window == nil && marks == nil {
+			if !ok {
 				timer.Reset(wait)
 				break
 			}
-			h.send(window, marks)
+			h.send(b.window, b.marks)
 		}
 	}
 }
 
-// due takes the window if it is due, or tells how long until it is.
-func (h *Hub[N]) due(now time.Time) ([]N, []mark[N], time.Duration) {
-	if len(h.window) == 0 && len(h.marks) == 0 {
-		return nil, nil, time.Hour
+// due takes the next window to send, if one is due, or tells how long
+// until the open one is.
+func (h *Hub[N]) due(now time.Time) (batch[N], bool, time.Duration) {
+	if len(h.ready) == 0 {
+		if len(h.window) == 0 && len(h.marks) == 0 {
+			return batch[N]{}, false, time.Hour
+		}
+		if end := h.windowAt.Add(h.cfg.Batch); h.cfg.Batch >= 0 && now.Before(end) {
+			return batch[N]{}, false, end.Sub(now)
+		}
+		h.closeWindow()
 	}
-	end := h.windowAt.Add(h.cfg.Batch)
-	if !h.now && h.cfg.Batch >= 0 && now.Before(end) {
-		return nil, nil, end.Sub(now)
-	}
-	window, marks := h.window, h.marks
-	h.window, h.marks, h.now = nil, nil, false
-	if window == nil {
-		window = []N{} // marks alone
-	}
-	return window, marks, 0
+	b := h.ready[0]
+	h.ready[0] = batch[N]{}
+	h.ready = h.ready[1:]
+	return b, true, 0
 }
 
 // send sends a window's notifications as frames of at most MaxFrame,

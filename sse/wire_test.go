@@ -209,14 +209,9 @@ func TestTakenOverSlowSubscriber(t *testing.T) {
 			time.Sleep(2 * time.Millisecond)
 		}
 	}
-	got := 0
-	for got < notes {
-		got += len(texts(t, nextEvent(t, fast)))
-	}
-	if got != notes {
-		t.Errorf("fast subscriber got %d notes, want %d", got, notes)
-	}
-
+	// Stalled until it is cut off: not longer, or the write timeout (10s
+	// without progress) would end its stream first on a slow machine.
+	testutil.Eventually(t, "the stalled subscriber cut off", func() bool { return n.Stats().CutOff == 1 })
 	testutil.Must(t, stalled.conn.SetReadDeadline(time.Now().Add(arrive)))
 	rest, err := io.ReadAll(stalled.resp.Body)
 	if err != nil {
@@ -228,6 +223,13 @@ func TestTakenOverSlowSubscriber(t *testing.T) {
 	}
 	if k := bytes.Count(rest, []byte(pad)); k >= notes {
 		t.Errorf("stalled subscriber received all %d notes; it was never cut off", k)
+	}
+	got := 0
+	for got < notes {
+		got += len(texts(t, nextEvent(t, fast)))
+	}
+	if got != notes {
+		t.Errorf("fast subscriber got %d notes, want %d", got, notes)
 	}
 	if st := n.Stats(); st.CutOff != 1 {
 		t.Errorf("%d subscribers cut off, want 1", st.CutOff)
