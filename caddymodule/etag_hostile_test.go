@@ -3,7 +3,9 @@ package caddymodule
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +23,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/dustin/go-humanize"
 
 	"github.com/etaggate/etaggate/hashing"
 	"github.com/etaggate/etaggate/internal/testutil"
@@ -546,4 +549,157 @@ func hostileDo(c *http.Client, method, u, body, etag string) (int, http.Header, 
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
 	return res.StatusCode, res.Header, string(b), err
+}
+
+var slowReaderBudget = flag.String("slow-reader-budget", "32MiB", "buffer_memory of TestCaddyETagSlowReaders; its growth bound is this plus a constant")
+
+// gatewayMemory reads a gateway process's Go heap in use (through the
+// admin endpoint's expvar) and its resident set size, after a GC.
+func gatewayMemory(t *testing.T, admin string, pid int) (heap, rss uint64) {
+	t.Helper()
+	_, _ = http.Get(admin + "/debug/pprof/heap?gc=1")
+	res, err := http.Get(admin + "/debug/vars")
+	testutil.Must(t, err)
+	defer res.Body.Close()
+	var vars struct {
+		Memstats struct{ HeapInuse uint64 } `json:"memstats"`
+	}
+	testutil.Must(t, json.NewDecoder(res.Body).Decode(&vars))
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	testutil.Must(t, err)
+	for l := range strings.SplitSeq(string(status), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			testutil.Must(t, err)
+			rss = kb << 10
+		}
+	}
+	return vars.Memstats.HeapInuse, rss
+}
+
+// slowBody is resource i's body: size bytes of its own pattern.
+func slowBody(i int) io.Reader { return io.LimitReader(&wrPattern{n: uint64(i) << 40}, 8<<20) }
+
+// TestCaddyETagSlowReaders: 300 connections request an 8 MiB body each and
+// read nothing. The gateway (a process of its own, so that its figures are
+// its alone) holds at most buffer_memory of them in memory and the rest in
+// temporary files: its heap and its resident set grow by at most the
+// budget plus a constant. Then every body is read in full and matches its
+// ETag and its resource, and no temporary file is left.
+func TestCaddyETagSlowReaders(t *testing.T) {
+	const conns, size = 300, 8 << 20
+	budget, err := humanize.ParseBytes(*slowReaderBudget)
+	testutil.Must(t, err)
+	const slack = 64 << 20 // goroutines, connection buffers, Caddy itself
+	bin, err := testutil.BuildCaddy(t.TempDir())
+	testutil.Must(t, err)
+	tmp := hostileTempDir(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i, err := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/big/"))
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		_, _ = io.Copy(w, slowBody(i))
+	}))
+	defer srv.Close()
+	adminPort, metricsPort := testutil.FreePort(t), testutil.FreePort(t)
+	gw := testutil.StartProcess(t, bin, fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	persist_config off
+	auto_https off
+}
+:{port} {
+	bind 127.0.0.1
+	etag {
+		buffer_memory %d
+	}
+	reverse_proxy %s
+}
+:%d {
+	bind 127.0.0.1
+	metrics /metrics
+}
+`, adminPort, budget, strings.TrimPrefix(srv.URL, "http://"), metricsPort))
+	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	metrics := fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
+	heap0, rss0 := gatewayMemory(t, admin, gw.PID())
+
+	cs := make([]net.Conn, conns)
+	for i := range cs {
+		cs[i] = rawRequest(t, gw.URL, fmt.Sprintf("GET /big/%d HTTP/1.1\r\nHost: gw", i), "")
+	}
+	held := func() (memory, disk float64) {
+		res, err := http.Get(metrics)
+		if err != nil {
+			return 0, 0
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		for l := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, `caddy_etag_buffered_bytes{storage="memory"} `); ok {
+				memory, _ = strconv.ParseFloat(v, 64)
+			}
+			if v, ok := strings.CutPrefix(l, `caddy_etag_buffered_bytes{storage="disk"} `); ok {
+				disk, _ = strconv.ParseFloat(v, 64)
+			}
+		}
+		return memory, disk
+	}
+	testutil.Eventually(t, "the gateway holds every body", func() bool {
+		m, d := held()
+		return m+d >= conns*size
+	})
+	heap1, rss1 := gatewayMemory(t, admin, gw.PID())
+	m, d := held()
+	t.Logf("buffer_memory %d MiB; held in memory %.0f MiB, on disk %.0f MiB; heap %d → %d MiB (+%d), RSS %d → %d MiB (+%d)",
+		budget>>20, m/(1<<20), d/(1<<20), heap0>>20, heap1>>20, (int64(heap1)-int64(heap0))>>20, rss0>>20, rss1>>20, (int64(rss1)-int64(rss0))>>20)
+	if m > float64(budget) {
+		t.Errorf("%.0f bytes in memory, over buffer_memory %d", m, budget)
+	}
+	if grow := int64(heap1) - int64(heap0); grow > int64(budget)+slack {
+		t.Errorf("the heap grew by %d MiB, over the budget plus %d MiB", grow>>20, slack>>20)
+	}
+	if grow := int64(rss1) - int64(rss0); grow > int64(budget)+slack {
+		t.Errorf("the resident set grew by %d MiB, over the budget plus %d MiB", grow>>20, slack>>20)
+	}
+
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	for i, c := range cs {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Minute))
+			res, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				errs <- fmt.Errorf("conn %d: %w", i, err)
+				return
+			}
+			defer res.Body.Close()
+			got, want := hashing.XXH3.New(), hashing.XXH3.New()
+			n, err := io.Copy(got, res.Body)
+			_, _ = io.Copy(want, slowBody(i))
+			tag := res.Header.Get("ETag")
+			switch {
+			case err != nil || n != size || res.StatusCode != http.StatusOK:
+				errs <- fmt.Errorf("conn %d: %d, %d bytes, %v", i, res.StatusCode, n, err)
+			case tag != string(got.AppendETag(nil)):
+				errs <- fmt.Errorf("conn %d: ETag %s does not match the body", i, tag)
+			case tag != string(want.AppendETag(nil)):
+				errs <- fmt.Errorf("conn %d: the body is not /big/%d's", i, i)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	testutil.Eventually(t, "no temporary file is left", func() bool { return len(tempFiles(t, tmp)) == 0 })
+	if m, d := held(); m != 0 || d != 0 {
+		t.Errorf("still held after every response: memory %.0f, disk %.0f", m, d)
+	}
 }

@@ -119,3 +119,6 @@ func listening(addr string) bool {
 	c.Close()
 	return true
 }
+
+// PID returns the process's ID, for reading /proc/<pid>.
+func (p *Process) PID() int { return p.cmd.Process.Pid }
