@@ -1,8 +1,10 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -295,7 +297,20 @@ func (e *ETag) config() (proxy.Config, error) {
 		}
 		return http.StatusBadGateway
 	}
+	cfg.Detach = detachVars
 	return cfg, nil
+}
+
+// detachVars gives one of the gateway's own GETs a copy of the request's
+// variables: reverse_proxy sets variables on every request it sends and
+// reads them again in dials that may outlive the request, so two requests
+// sharing one map race.
+func detachVars(ctx context.Context) context.Context {
+	vars, ok := ctx.Value(caddyhttp.VarsCtxKey).(map[string]any)
+	if !ok {
+		return ctx
+	}
+	return context.WithValue(ctx, caddyhttp.VarsCtxKey, maps.Clone(vars))
 }
 
 // Cleanup stops the engine's cache and removes its temporary files.

@@ -35,7 +35,11 @@ func (m *Middleware) current(r *http.Request, rk resourceKey, next Handler, from
 		}
 	}
 	gen := m.cache.generation(rk)
-	ctx, cancel := context.WithTimeout(r.Context(), m.cfg.CheckTimeout)
+	ctx := r.Context()
+	if m.cfg.Detach != nil {
+		ctx = m.cfg.Detach(ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.CheckTimeout)
 	defer cancel()
 	bw := m.newWriter(nil, make(http.Header), false)
 	defer m.releaseWriter(bw)

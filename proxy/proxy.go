@@ -5,6 +5,7 @@
 package proxy
 
 import (
+	"context"
 	"net/http"
 	"os"
 	"sync"
@@ -78,6 +79,13 @@ type Config struct {
 	// ErrorStatus maps an error returned by the rest of the route to a
 	// status; nil means 502 for everything.
 	ErrorStatus func(error) int
+	// Detach, when set, derives the context of one of the gateway's own
+	// GETs from the client request's. The rest of the route may keep
+	// per-request state in the context that a request's transport still
+	// reads after the request ended (Caddy's reverse_proxy dials in the
+	// background and reads its variables there); a GET that wrote to the
+	// same state would race with it.
+	Detach func(context.Context) context.Context
 	// Written, when set, is told of every write through the handler that
 	// the upstream answered with a 2xx, enforced or not, before the write's
 	// lock is released. It runs on the request's goroutine and must not
