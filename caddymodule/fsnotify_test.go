@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/etaggate/etaggate/internal/ssetest"
 	"github.com/etaggate/etaggate/internal/testutil"
 )
@@ -85,9 +83,10 @@ func untilMarker(t *testing.T, s *ssetest.Stream, dir, markerPath string) []sset
 	return all[:ssetest.Index(all, "child_file_added", markerPath)]
 }
 
-// TestFSNotifyEveryType performs each operation on a watched directory and
-// checks, through Caddy and a real SSE client, that exactly the types it
-// causes are reported, with path and spine matching the file system.
+// TestFSNotifyEveryType checks the wiring through Caddy and a real SSE
+// client: a few operations on a watched directory arrive as the types
+// they cause, with path and spine matching the file system. Every
+// operation's types are pinned by the notifier's TestNotificationTypes.
 func TestFSNotifyEveryType(t *testing.T) {
 	root := t.TempDir()
 	outside := t.TempDir()
@@ -99,12 +98,8 @@ func TestFSNotifyEveryType(t *testing.T) {
 	}
 
 	p := func(name string) string { return filepath.Join(root, name) }
-	isRoot := os.Geteuid() == 0
-	xattrOK := unix.Setxattr(root, "user.probe", []byte("1"), 0) == nil
-
 	type step struct {
 		name    string
-		skip    string
 		op      func(t *testing.T)
 		want    []string // "type path"
 		ordered bool     // want is also the order
@@ -120,58 +115,19 @@ func TestFSNotifyEveryType(t *testing.T) {
 			testutil.Must(t, err)
 			testutil.Must(t, f.Close())
 		}, want: []string{"child_data_written f", "child_size_changed f"}, allowed: []string{"child_mtime_changed"}},
-		{name: "truncate", op: func(t *testing.T) { testutil.Must(t, os.Truncate(p("f"), 2)) },
-			want: []string{"child_size_changed f"}, allowed: []string{"child_data_written", "child_mtime_changed"}},
 		{name: "chmod", op: func(t *testing.T) { testutil.Must(t, os.Chmod(p("f"), 0o600)) },
 			want: []string{"child_acl_changed f"}},
-		{name: "chown", skip: map[bool]string{false: "chown needs root"}[isRoot],
-			op: func(t *testing.T) { testutil.Must(t, os.Lchown(p("f"), 4242, -1)) }, want: []string{"child_owner_changed f"}},
-		{name: "chgrp", skip: map[bool]string{false: "chgrp to another group needs root"}[isRoot],
-			op: func(t *testing.T) { testutil.Must(t, os.Lchown(p("f"), -1, 4343)) }, want: []string{"child_group_changed f"}},
-		{name: "touch -a", op: func(t *testing.T) {
-			testutil.Must(t, unix.UtimesNanoAt(unix.AT_FDCWD, p("f"), []unix.Timespec{{Sec: 1_000_000_000}, {Nsec: unix.UTIME_OMIT}}, 0))
-		}, want: []string{"child_atime_changed f"}},
-		{name: "touch -m", op: func(t *testing.T) {
-			testutil.Must(t, unix.UtimesNanoAt(unix.AT_FDCWD, p("f"), []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Sec: 1_100_000_000}}, 0))
-		}, want: []string{"child_mtime_changed f"}, allowed: []string{"child_data_written"}},
-		{name: "touch", op: func(t *testing.T) {
-			testutil.Must(t, unix.UtimesNanoAt(unix.AT_FDCWD, p("f"), []unix.Timespec{{Sec: 1_200_000_000}, {Sec: 1_200_000_000}}, 0))
-		}, want: []string{"child_atime_changed f", "child_mtime_changed f"}},
-		{name: "setxattr", skip: map[bool]string{false: "no user xattrs on this file system"}[xattrOK],
-			op:   func(t *testing.T) { testutil.Must(t, unix.Setxattr(p("f"), "user.etaggate", []byte("v1"), 0)) },
-			want: []string{"child_extra_attrs_changed f"}},
-		{name: "setxattr again", skip: map[bool]string{false: "no user xattrs on this file system"}[xattrOK],
-			op:   func(t *testing.T) { testutil.Must(t, unix.Setxattr(p("f"), "user.etaggate", []byte("v2"), 0)) },
-			want: []string{"child_extra_attrs_changed f"}},
 		{name: "rename within", op: func(t *testing.T) { testutil.Must(t, os.Rename(p("f"), p("g"))) },
 			want: []string{"child_file_moved_from f", "child_file_moved_to g"}, ordered: true},
 		{name: "rename out of the tree", op: func(t *testing.T) { testutil.Must(t, os.Rename(p("g"), filepath.Join(outside, "g"))) },
 			want: []string{"child_file_moved_from g"}},
-		{name: "rename into the tree", op: func(t *testing.T) { testutil.Must(t, os.Rename(filepath.Join(outside, "g"), p("h"))) },
-			want: []string{"child_file_moved_to h"}},
-		{name: "rm", op: func(t *testing.T) { testutil.Must(t, os.Remove(p("h"))) },
-			want: []string{"child_file_removed h"}},
 		{name: "mkdir", op: func(t *testing.T) { testutil.Must(t, os.Mkdir(p("d"), 0o755)) },
 			want: []string{"child_dir_added d"}},
-		{name: "chmod dir", op: func(t *testing.T) { testutil.Must(t, os.Chmod(p("d"), 0o700)) },
-			want: []string{"child_acl_changed d"}},
-		{name: "rename dir", op: func(t *testing.T) { testutil.Must(t, os.Rename(p("d"), p("e"))) },
-			want: []string{"child_dir_moved_from d", "child_dir_moved_to e"}, ordered: true},
-		{name: "rename dir out", op: func(t *testing.T) { testutil.Must(t, os.Rename(p("e"), filepath.Join(outside, "e"))) },
-			want: []string{"child_dir_moved_from e"}},
-		{name: "rename dir in", op: func(t *testing.T) { testutil.Must(t, os.Rename(filepath.Join(outside, "e"), p("e2"))) },
-			want: []string{"child_dir_moved_to e2"}},
-		{name: "rmdir", op: func(t *testing.T) { testutil.Must(t, os.Remove(p("e2"))) },
-			want: []string{"child_dir_removed e2"}},
-		{name: "symlink", op: func(t *testing.T) { testutil.Must(t, os.Symlink("/etc/passwd", p("ln"))) },
-			want: []string{"child_file_added ln"}},
+		{name: "rmdir", op: func(t *testing.T) { testutil.Must(t, os.Remove(p("d"))) },
+			want: []string{"child_dir_removed d"}},
 	}
-	seen := map[string]bool{}
 	for i, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
-			if st.skip != "" {
-				t.Skip(st.skip)
-			}
 			before := map[string]string{}
 			names, _ := os.ReadDir(root)
 			for _, e := range names {
@@ -183,7 +139,6 @@ func TestFSNotifyEveryType(t *testing.T) {
 			var gotKeys []string
 			for _, n := range got {
 				gotKeys = append(gotKeys, n.Type+" "+n.Path)
-				seen[n.Type] = true
 				if !slices.Contains(st.allowed, n.Type) && !slices.Contains(st.want, n.Type+" "+n.Path) {
 					t.Errorf("unexpected %s %s", n.Type, n.Path)
 				}
@@ -219,11 +174,6 @@ func TestFSNotifyEveryType(t *testing.T) {
 				last = i
 			}
 		})
-	}
-	for _, typ := range []string{"child_btime_changed", "child_stream_added", "child_stream_removed"} {
-		if seen[typ] {
-			t.Errorf("%s was produced; Linux cannot cause it", typ)
-		}
 	}
 }
 
