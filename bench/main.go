@@ -52,7 +52,7 @@ func parseFlags() (options, error) {
 	flag.StringVar(&o.gateway, "gateway", "", "use this gateway binary instead of building ./cmd/caddy")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (Caddyfile, gateway log)")
 	flag.StringVar(&o.profileDir, "profile", "", "save gateway CPU and allocation profiles of each side's first round into this directory")
-	flag.StringVar(&only, "only", "", "run only the cases whose key matches this regexp (keys: get-1k get-4k get-64k get-1m 304 put sse-<n>)")
+	flag.StringVar(&only, "only", "", "run only the cases whose key matches this regexp (keys: get-1k get-4k get-64k get-1m 304 put sse-<n> burst)")
 	flag.StringVar(&o.etagExtra, "etag", "", "extra directive added to every etag block, e.g. 'hash sha256'")
 	flag.StringVar(&o.putMode, "put-mode", "rmw", "PUT rows: rmw (a GET, untimed, before each PUT) or loop (PUTs back to back)")
 	flag.BoolVar(&o.aa, "aa", false, "leave etag out of the etag sites (A/A run: shows the harness's own noise)")
@@ -239,6 +239,14 @@ func run(ctx context.Context, o options) error {
 	}
 	if len(o.sse) > 0 && haveNotify {
 		time.Sleep(time.Second) // let the gateway finish closing the streams
+	}
+	if want("burst") && haveNotify {
+		progress("notifier burst against inotifywait")
+		res, err := b.burst(ctx, addr(cfg.Notify), cfg.Admin, notifyRoot)
+		if err != nil {
+			return fmt.Errorf("notifier burst: %w", err)
+		}
+		rows = append(rows, res.rows()...)
 	}
 
 	for _, s := range bodySizes {

@@ -14,6 +14,7 @@ type row struct {
 	a, b         *result // a is the plain gateway
 	wantA, wantB int
 	sse          *sseResult
+	fixed        []string // cells after the name, for rows that are not comparisons
 	note         string
 }
 
@@ -65,6 +66,8 @@ func (r row) cells(batch time.Duration) []string {
 	const na = "–"
 	c := []string{r.name, na, na, na, na, na, na, na, na, na, na, r.note}
 	switch {
+	case r.fixed != nil:
+		copy(c[1:], r.fixed)
 	case r.sse != nil:
 		s := r.sse
 		var notes []string
