@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etaggate/etaggate/cluster"
+	"github.com/etaggate/etaggate/proxy"
 )
 
 func init() {
@@ -154,6 +155,23 @@ func (a *Cluster) Cleanup() error {
 // Client is the Redis client the etag handlers coordinate through, nil
 // without redis.
 func (a *Cluster) Client() *cluster.Client { return a.client }
+
+// engineCluster returns the etaggate app's cluster as the engine sees
+// it, nil when no redis is configured.
+func engineCluster(ctx caddy.Context) (proxy.Cluster, error) {
+	app, err := ctx.AppIfConfigured("etaggate")
+	if errors.Is(err, caddy.ErrNotConfigured) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	c := app.(*Cluster).Client()
+	if c == nil {
+		return nil, nil
+	}
+	return cluster.Engine{Client: c}, nil
+}
 
 // Interface guards.
 var (

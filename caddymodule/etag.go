@@ -159,6 +159,9 @@ func (e *ETag) Provision(ctx caddy.Context) error {
 	}
 	e.locksHeld = true
 	cfg.Locks = held.(sharedLocks).Locks
+	if cfg.Cluster, err = engineCluster(ctx); err != nil {
+		return err
+	}
 	if reg := ctx.GetMetricsRegistry(); reg != nil {
 		counters, err := etagOutcomes(reg)
 		if err != nil {

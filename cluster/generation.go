@@ -40,3 +40,15 @@ func (c *Client) Generation(ctx context.Context, rk xxh3.Uint128) (uint64, error
 	}
 	return parseGeneration(s), nil
 }
+
+// Invalidate gives rk a new generation at once, for a write that takes no
+// lock: every replica's entries of rk are void from now on. A lock held
+// meanwhile then leaves a fresh generation, not its own.
+func (c *Client) Invalidate(ctx context.Context, rk xxh3.Uint128) error {
+	k := c.keys(rk)
+	err := c.rdb.Set(ctx, k.gen, formatGeneration(newGeneration()), generationTTL).Err()
+	if err != nil {
+		return c.unavailable(ctx, fmt.Errorf("invalidating the shared cache generation: %w", err))
+	}
+	return nil
+}

@@ -53,6 +53,22 @@ func TestGenerationAcrossReplicas(t *testing.T) {
 		t.Fatalf("after a write through b, a sees %d; want the writer's new generation %d (old %d)", gen(a), g1, g0)
 	}
 
+	// A write without the lock, seen by the other replica at once; one
+	// during a locked write voids what the holder would leave.
+	testutil.Must(t, a.Invalidate(ctx, rk))
+	g2 := gen(b)
+	if g2 == g1 {
+		t.Fatal("an unlocked write's invalidation was not seen by the other replica")
+	}
+	l = mustLock(t, a, rk)
+	l.Invalidate()
+	testutil.Must(t, b.Invalidate(ctx, rk))
+	_ = l.Unlock()
+	if g := gen(b); g == l.Generation() || g == g2 {
+		t.Fatalf("after an unlocked write during a locked one, the generation is %d, one the holder's cache may carry", g)
+	}
+	g1 = gen(a)
+
 	// A holder that dies mid-write: the generation from before it is void.
 	l = mustLock(t, a, rk)
 	_ = a.Close()

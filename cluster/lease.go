@@ -24,11 +24,11 @@ var errReleased = errors.New("write lock released")
 // ErrLeaseLost one margin (a fifth of the lease) before the lease could
 // end in Redis, counted from when the last successful renewal was sent.
 type Lease struct {
-	c     *Client
-	k     keys
-	token string
-	gen0  uint64        // the generation before this holder
-	gen   atomic.Uint64 // the generation this holder leaves
+	c      *Client
+	k      keys
+	token  string
+	gen    atomic.Uint64 // the generation this holder leaves
+	poison uint64        // the generation it set in Redis when it took the lock
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -40,9 +40,9 @@ type Lease struct {
 	once     sync.Once
 }
 
-func (c *Client) newLease(k keys, token string, gen uint64, sent time.Time) *Lease {
-	l := &Lease{c: c, k: k, token: token, gen0: gen, stop: make(chan struct{})}
-	l.gen.Store(gen)
+func (c *Client) newLease(k keys, token string, got acquired, sent time.Time) *Lease {
+	l := &Lease{c: c, k: k, token: token, poison: got.poison, stop: make(chan struct{})}
+	l.gen.Store(got.gen)
 	l.ctx, l.cancel = context.WithCancelCause(context.Background())
 	l.deadline = sent.Add(c.lease - c.margin)
 	l.lost = time.AfterFunc(time.Until(l.deadline), func() { l.cancel(ErrLeaseLost) })
@@ -94,7 +94,7 @@ func (l *Lease) Unlock() error {
 		l.lost.Stop()
 		// Released even when lost here: if Redis still has this holder's
 		// token, waiters need not wait out the lease.
-		err = l.c.release(l.k, l.token, l.gen.Load())
+		err = l.c.release(l.k, l.token, l.gen.Load(), l.poison)
 		l.cancel(errReleased)
 	})
 	return err

@@ -30,7 +30,7 @@ func (c *Client) Lock(ctx context.Context, rk xxh3.Uint128) (*Lease, error) {
 			return nil, err
 		}
 		if got.held {
-			return c.newLease(k, token, got.gen, sent), nil
+			return c.newLease(k, token, got, sent), nil
 		}
 		if err := w.wait(ctx, got.retryIn); err != nil {
 			return nil, err
@@ -42,6 +42,7 @@ func (c *Client) Lock(ctx context.Context, rk xxh3.Uint128) (*Lease, error) {
 type acquired struct {
 	held    bool
 	gen     uint64        // when held: the generation before this holder
+	poison  uint64        // when held: the generation it set in Redis
 	retryIn time.Duration // when not: the current holder's lease left
 }
 
@@ -50,7 +51,8 @@ type acquired struct {
 func (c *Client) tryAcquire(ctx context.Context, k keys, token string) (acquired, error) {
 	idKey, holdKey := c.bootKeys()
 	keys := []string{k.lock, k.gen}
-	args := []any{token, ms(c.lease), formatGeneration(newGeneration()), ms(generationTTL)}
+	poison := newGeneration()
+	args := []any{token, ms(c.lease), formatGeneration(poison), ms(generationTTL)}
 	var acq *redis.Cmd
 	var marker *redis.StringCmd
 	var hold *redis.DurationCmd
@@ -68,19 +70,22 @@ func (c *Client) tryAcquire(ctx context.Context, k keys, token string) (acquired
 		err = run(func(p redis.Pipeliner) *redis.Cmd { return acquireScript.Eval(ctx, p, keys, args...) })
 	}
 	if err != nil && !errors.Is(err, redis.Nil) {
+		c.abandon(k, token)
 		return acquired{}, c.unavailable(ctx, fmt.Errorf("taking the write lock: %w", err))
 	}
 	got, err := parseAcquired(acq)
 	if err != nil {
+		c.abandon(k, token)
 		return acquired{}, c.unavailable(ctx, err)
 	}
+	got.poison = poison
 	if c.boot.check(marker.Val(), hold.Val()) {
 		return got, nil
 	}
 	// Redis started empty, or another replica saw it did: give back what
 	// this attempt took, and wait out the hold.
 	if got.held {
-		c.release(k, token, newGeneration())
+		c.abandon(k, token)
 	}
 	if marker.Val() == "" {
 		if err := c.markBoot(ctx); err != nil {
@@ -103,16 +108,25 @@ func parseAcquired(cmd *redis.Cmd) (acquired, error) {
 	return acquired{retryIn: time.Duration(pttl) * time.Millisecond}, nil
 }
 
-// release gives a lock back, leaving generation gen, and wakes the
-// waiters. It has its own deadline: the request that held the lock may be
-// gone, and the lock must still be released.
-func (c *Client) release(k keys, token string, gen uint64) error {
+// release gives a lock back, leaving generation gen unless the one the
+// holder set (poison) changed meanwhile, and wakes the waiters. It has its
+// own deadline: the request that held the lock may be gone, and the lock
+// must still be released.
+func (c *Client) release(k keys, token string, gen, poison uint64) error {
 	ctx, cancel := context.WithTimeout(c.ctx, min(c.lease, 3*time.Second))
 	defer cancel()
 	err := releaseScript.Run(ctx, c.rdb, []string{k.lock, k.gen},
-		token, formatGeneration(gen), ms(generationTTL), c.releasedChannel(), k.id).Err()
+		token, formatGeneration(gen), ms(generationTTL), c.releasedChannel(), k.id,
+		formatGeneration(poison), formatGeneration(newGeneration())).Err()
 	if err != nil {
 		return c.unavailable(c.ctx, fmt.Errorf("releasing the write lock (it expires by itself within its lease): %w", err))
 	}
 	return nil
+}
+
+// abandon releases a lock this process may hold without knowing it (an
+// attempt whose answer was lost) or must not keep, leaving a generation no
+// entry carries. Failing that, the lock expires with its lease.
+func (c *Client) abandon(k keys, token string) {
+	_ = c.release(k, token, newGeneration(), 0)
 }

@@ -48,12 +48,19 @@ return 0
 
 	// releaseScript releases the lock of holder ARGV[1], sets the
 	// generation the holder leaves (ARGV[2]) and wakes the waiters of
-	// every replica. A holder whose lease ended touches nothing.
+	// every replica. If the generation is no longer the one the holder set
+	// when it took the lock (ARGV[6]), a write without the lock changed it
+	// meanwhile, and a fresh one (ARGV[7]) is set instead, which no entry
+	// carries. A holder whose lease ended touches nothing.
 	releaseScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+local gen = ARGV[2]
+if redis.call('GET', KEYS[2]) ~= ARGV[6] then
+  gen = ARGV[7]
+end
+redis.call('SET', KEYS[2], gen, 'PX', ARGV[3])
 redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1

@@ -45,6 +45,9 @@ type etagCache struct {
 	c    *ristretto.Cache[uint64, entry]
 	ttl  time.Duration
 	gens [generationStripes]atomic.Uint64
+	// shared: the generations that count are the cluster's (see Cluster);
+	// gens then serve only this process's locked writes' leases.
+	shared bool
 }
 
 // cacheOn reports whether anything reads the cache, and so whether reads
@@ -53,7 +56,7 @@ func (m *Middleware) cacheOn() bool {
 	return m.cfg.Verify == VerifyCache || m.cfg.Revalidate == RevalidateCache
 }
 
-func newETagCache(maxCost int64, ttl time.Duration) (*etagCache, error) {
+func newETagCache(maxCost int64, ttl time.Duration, shared bool) (*etagCache, error) {
 	// About 100 bytes per entry; ristretto wants ten counters per item.
 	counters := maxCost / 100 * 10
 	if counters < 1000 {
@@ -68,7 +71,7 @@ func newETagCache(maxCost int64, ttl time.Duration) (*etagCache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etag cache: %w", err)
 	}
-	return &etagCache{c: c, ttl: ttl}, nil
+	return &etagCache{c: c, ttl: ttl, shared: shared}, nil
 }
 
 func (c *etagCache) close() { c.c.Close() }
@@ -84,10 +87,11 @@ func (c *etagCache) generation(rk resourceKey) uint64 { return c.gen(rk).Load() 
 // invalidate makes every cached variant of the resource stale.
 func (c *etagCache) invalidate(rk resourceKey) { c.gen(rk).Add(1) }
 
-// get returns the fresh entry for the variant of r, if any.
-func (c *etagCache) get(rk resourceKey, vk variantKey, h http.Header) (entry, bool) {
+// get returns the fresh entry for the variant of r, if any, while its
+// resource is at generation gen.
+func (c *etagCache) get(vk variantKey, gen uint64, h http.Header) (entry, bool) {
 	e, ok := c.c.Get(vk.Lo)
-	if !ok || e.check != vk.Hi || e.gen != c.generation(rk) {
+	if !ok || e.check != vk.Hi || e.gen != gen {
 		return entry{}, false
 	}
 	if e.varyNames != "" && e.varyHash != hashVary(e.varyNames, h) {
@@ -98,9 +102,10 @@ func (c *etagCache) get(rk resourceKey, vk variantKey, h http.Header) (entry, bo
 
 // fill records an ETag read at generation gen, unless the resource was
 // written since; an unchanged entry is left alone so that hot reads do not
-// churn the cache.
+// churn the cache. With shared generations the check is left to get, which
+// compares with the cluster's.
 func (c *etagCache) fill(rk resourceKey, vk variantKey, gen uint64, etag string, lastModified time.Time, reqHeader, respHeader http.Header) {
-	if c.generation(rk) != gen {
+	if !c.shared && c.generation(rk) != gen {
 		return
 	}
 	vary := respHeader.Values("Vary")

@@ -34,7 +34,11 @@ func (m *Middleware) current(r *http.Request, rk resourceKey, next Handler, from
 			return cur, nil
 		}
 	}
-	gen := m.cache.generation(rk)
+	var gen uint64
+	fill := m.cacheOn()
+	if fill {
+		gen, fill = m.generation(r.Context(), rk)
+	}
 	ctx := r.Context()
 	if m.cfg.Detach != nil {
 		ctx = m.cfg.Detach(ctx)
@@ -56,7 +60,7 @@ func (m *Middleware) current(r *http.Request, rk resourceKey, next Handler, from
 		if bw.buffered() {
 			cur.digest = string(bw.hasher.AppendETag(bw.tagBuf[:0]))
 			cur.etag = m.assignETag(bw.header, bw)
-			if m.cacheOn() && s == http.StatusOK { // what a client's GET would be tagged with
+			if fill && s == http.StatusOK { // what a client's GET would be tagged with
 				m.cache.fill(rk, vk, gen, cur.etag.Opaque, cur.lastModified, r.Header, bw.header)
 			}
 		}
@@ -79,7 +83,11 @@ func (m *Middleware) current(r *http.Request, rk resourceKey, next Handler, from
 // cached returns the current representation a fresh cache entry of the
 // variant vk knows.
 func (m *Middleware) cached(r *http.Request, rk resourceKey, vk variantKey) (current, bool) {
-	e, ok := m.cache.get(rk, vk, r.Header)
+	gen, ok := m.generation(r.Context(), rk)
+	if !ok {
+		return current{}, false
+	}
+	e, ok := m.cache.get(vk, gen, r.Header)
 	if !ok {
 		return current{}, false
 	}

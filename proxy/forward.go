@@ -54,10 +54,14 @@ func (m *Middleware) forward(w http.ResponseWriter, r *http.Request, next Handle
 	// ETag; any other ending invalidates here, before the lock is released.
 	defer func() {
 		if !fw.invalidated {
-			m.cache.invalidate(rk)
+			m.invalidate(r.Context(), rk)
 		}
 	}()
-	return next.ServeHTTP(fw, fwd)
+	err := next.ServeHTTP(fw, fwd)
+	if err != nil && !fw.done && m.leaseLost(w, r, inFlight) {
+		return nil
+	}
+	return err
 }
 
 // forwardWriter carries a write's response to the client. When the upstream
@@ -118,7 +122,7 @@ func (f *forwardWriter) Unwrap() http.ResponseWriter { return f.ResponseWriter }
 
 func (f *forwardWriter) afterWrite() {
 	m, h := f.m, f.ResponseWriter.Header()
-	m.cache.invalidate(f.rk)
+	m.invalidate(f.r.Context(), f.rk)
 	f.invalidated = true
 	if f.unlocked {
 		return

@@ -81,19 +81,31 @@ func (t *Locks) Len() int {
 	return n
 }
 
-// lockWrite takes the write lock of r's resource, waiting at most
-// lock_wait for it: the deadline bounds the whole wait, whatever the lock
-// is made of. A write that cannot have the lock is answered here, in one
-// place; one whose client left while it waited is dropped. ok is false in
-// both cases, and the write must not be forwarded.
-func (m *Middleware) lockWrite(w http.ResponseWriter, r *http.Request, rk resourceKey) (unlock func(), ok bool) {
+// lockWrite takes the write lock of r's resource, this process's first and
+// then the cluster's, waiting at most lock_wait for both: the deadline
+// bounds the whole wait, whatever the lock is made of. A write that cannot
+// have the lock is answered here, in one place; one whose client left
+// while it waited is dropped. ok is false in both cases, and the write
+// must not be forwarded.
+func (m *Middleware) lockWrite(w http.ResponseWriter, r *http.Request, rk resourceKey) (lease Lease, ok bool) {
 	ctx, cancel := context.WithTimeout(r.Context(), m.cfg.LockWait)
 	defer cancel()
 	unlock, err := m.locks.lock(ctx, rk.Lo)
+	if err == nil && m.cfg.Cluster == nil {
+		return localLease{unlock: unlock, cache: m.cache, rk: rk}, true
+	}
 	if err == nil {
-		return unlock, true
+		var shared Lease
+		if shared, err = m.cfg.Cluster.Lock(ctx, rk); err == nil {
+			return sharedLease{Lease: shared, local: unlock}, true
+		}
+		unlock()
 	}
 	if m.clientGone(r, "waiting for the resource's write lock") {
+		return nil, false
+	}
+	if ctx.Err() == nil {
+		m.clusterUnavailable(w, r, err)
 		return nil, false
 	}
 	m.lockUnavailable(w, r, err)

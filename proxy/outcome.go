@@ -17,13 +17,15 @@ const (
 	ClientGone                          // a write whose client left before it was forwarded; dropped
 	Revalidated                         // a read answered 304 from the cache, nothing sent upstream
 	NotFound                            // 404: a DELETE with If-Match tags on a missing resource; not forwarded
+	LeaseLost                           // 503: a write's cluster lock was lost; stopped
+	ClusterUnavailable                  // 503: the cluster could not be reached to lock a write; not forwarded
 	numOutcomes
 )
 
 var outcomeNames = [numOutcomes]string{
 	"tagged", "untagged", "not_modified", "precondition_failed",
 	"precondition_required", "malformed", "check_failed", "forwarded",
-	"lock_timeout", "client_gone", "revalidated", "not_found",
+	"lock_timeout", "client_gone", "revalidated", "not_found", "lease_lost", "cluster_unavailable",
 }
 
 // String returns the outcome's metric label.

@@ -93,6 +93,9 @@ type Config struct {
 	Written func(Written)
 	// Observe, when set, is told the outcome of every request it handles.
 	Observe func(Outcome)
+	// Cluster coordinates this gateway with its other replicas: write locks
+	// across them and shared cache generations. nil for a gateway alone.
+	Cluster Cluster
 	// Locks is the write-lock table; nil gives the Middleware its own.
 	Locks  *Locks
 	Logger *zap.Logger
@@ -161,7 +164,7 @@ func New(cfg Config) (*Middleware, error) {
 	for _, v := range cfg.Vary {
 		m.vary = append(m.vary, http.CanonicalHeaderKey(v))
 	}
-	c, err := newETagCache(cfg.CacheSize, cfg.TTL)
+	c, err := newETagCache(cfg.CacheSize, cfg.TTL, cfg.Cluster != nil)
 	if err != nil {
 		return nil, err
 	}

@@ -14,10 +14,12 @@ func (m *Middleware) serveRead(w http.ResponseWriter, r *http.Request, next Hand
 		return nil
 	}
 	var rk resourceKey
+	var gen uint64 // taken before the upstream read whose ETag may fill the cache
 	useCache := m.cacheOn()
 	if useCache {
 		rk = m.resourceKey(r)
-		if m.cfg.Revalidate == RevalidateCache && m.notModifiedFromCache(w, r, rk) {
+		gen, useCache = m.generation(r.Context(), rk)
+		if useCache && m.cfg.Revalidate == RevalidateCache && m.notModifiedFromCache(w, r, rk, gen) {
 			return nil
 		}
 	}
@@ -41,11 +43,6 @@ func (m *Middleware) serveRead(w http.ResponseWriter, r *http.Request, next Hand
 			}
 		}
 		defer restoreFields(r.Header, &hidden)
-	}
-
-	var gen uint64
-	if useCache {
-		gen = m.cache.generation(rk)
 	}
 
 	bw := m.newWriter(w, w.Header(), r.Method == http.MethodHead)

@@ -948,10 +948,10 @@ func TestReadCacheKeyedByAuthorization(t *testing.T) {
 	}
 	g.m.cache.fill(rk, va, g.m.cache.generation(rk), `"a"`, time.Time{}, ha, http.Header{})
 	g.m.cache.c.Wait()
-	if _, ok := g.m.cache.get(rk, vb, hb); ok {
+	if _, ok := g.m.cache.get(vb, g.m.cache.generation(rk), hb); ok {
 		t.Fatal("bob's lookup found alice's entry")
 	}
-	if e, ok := g.m.cache.get(rk, va, ha); !ok || e.etag != `"a"` {
+	if e, ok := g.m.cache.get(va, g.m.cache.generation(rk), ha); !ok || e.etag != `"a"` {
 		t.Fatalf("alice's lookup: %v %v", e, ok)
 	}
 }

@@ -21,14 +21,15 @@ const (
 )
 
 // notModifiedFromCache answers a GET or HEAD 304 when its preconditions
-// say so against a fresh cache entry of its variant, and reports whether
+// say so against a fresh cache entry of its variant at generation gen, and
+// reports whether
 // it did. Anything else (a miss, a changed resource, a failed If-Match) is
 // left to the upstream, which also refills the entry.
-func (m *Middleware) notModifiedFromCache(w http.ResponseWriter, r *http.Request, rk resourceKey) bool {
+func (m *Middleware) notModifiedFromCache(w http.ResponseWriter, r *http.Request, rk resourceKey, gen uint64) bool {
 	if len(r.Header["If-None-Match"]) == 0 {
 		return false
 	}
-	e, ok := m.cache.get(rk, variantOf(rk, m.vary, r.Header), r.Header)
+	e, ok := m.cache.get(variantOf(rk, m.vary, r.Header), gen, r.Header)
 	if !ok {
 		return false
 	}

@@ -10,7 +10,7 @@ func (m *Middleware) serveUnenforced(w http.ResponseWriter, r *http.Request, nex
 	fw := &forwardWriter{ResponseWriter: w, m: m, r: r, method: method, rk: rk, next: next, unlocked: true}
 	defer func() {
 		if !fw.invalidated {
-			m.cache.invalidate(rk)
+			m.invalidate(r.Context(), rk)
 		}
 	}()
 	return next.ServeHTTP(fw, r)

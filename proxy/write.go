@@ -42,15 +42,22 @@ func (m *Middleware) serveWrite(w http.ResponseWriter, r *http.Request, next Han
 	if body != nil && body.rest == nil {
 		delete(w.Header(), "Connection")
 	}
-	unlock, ok := m.lockWrite(w, r, rk)
+	lease, ok := m.lockWrite(w, r, rk)
 	if !ok {
 		return nil
 	}
-	defer unlock()
+	defer m.unlock(r, lease)
+	// Under the lease, r's context also ends when the lease is lost; the
+	// client's own context is the one that says whether it left.
+	lr, done := underLease(r, lease)
+	defer done()
 
 	if conditional {
-		cur, err := m.current(r, rk, next, m.cfg.Verify == VerifyCache)
+		cur, err := m.current(lr, rk, next, m.cfg.Verify == VerifyCache)
 		if err != nil {
+			if m.leaseLost(w, lr, "checking the preconditions") {
+				return nil
+			}
 			if !m.clientGone(r, "checking the preconditions") {
 				m.checkFailed(w, r, err)
 			}
@@ -72,10 +79,10 @@ func (m *Middleware) serveWrite(w http.ResponseWriter, r *http.Request, next Han
 			}
 		}
 	}
-	if m.clientGone(r, "before forwarding") {
+	if m.leaseLost(w, lr, "before forwarding") || m.clientGone(r, "before forwarding") {
 		return nil
 	}
-	return m.forward(w, r, next, rk, method, conditional, body)
+	return m.forward(w, lr, next, rk, method, conditional, body)
 }
 
 // refusedEarly refuses, before the body is read, a write whose precondition

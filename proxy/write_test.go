@@ -614,7 +614,7 @@ func TestWriteForwardsWithoutConditionals(t *testing.T) {
 // invalidated, then ristretto applied the read's Set. The entry must be
 // ignored.
 func TestCacheStaleFillCannotLand(t *testing.T) {
-	c, err := newETagCache(1<<20, time.Minute)
+	c, err := newETagCache(1<<20, time.Minute, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -626,7 +626,7 @@ func TestCacheStaleFillCannotLand(t *testing.T) {
 	c.fill(rk, vk, gen, `"old"`, time.Time{}, http.Header{}, http.Header{})
 	c.invalidate(rk)
 	c.c.Wait()
-	if e, ok := c.get(rk, vk, http.Header{}); ok {
+	if e, ok := c.get(vk, c.generation(rk), http.Header{}); ok {
 		t.Fatalf("an entry filled before the invalidation is served: %+v", e)
 	}
 
@@ -635,7 +635,7 @@ func TestCacheStaleFillCannotLand(t *testing.T) {
 	c.invalidate(rk)
 	c.fill(rk, vk, gen, `"old"`, time.Time{}, http.Header{}, http.Header{})
 	c.c.Wait()
-	if e, ok := c.get(rk, vk, http.Header{}); ok {
+	if e, ok := c.get(vk, c.generation(rk), http.Header{}); ok {
 		t.Fatalf("a fill from a read older than the write is served: %+v", e)
 	}
 
@@ -643,7 +643,7 @@ func TestCacheStaleFillCannotLand(t *testing.T) {
 	gen = c.generation(rk)
 	c.fill(rk, vk, gen, `"new"`, time.Time{}, http.Header{}, http.Header{})
 	c.c.Wait()
-	if e, ok := c.get(rk, vk, http.Header{}); !ok || e.etag != `"new"` {
+	if e, ok := c.get(vk, c.generation(rk), http.Header{}); !ok || e.etag != `"new"` {
 		t.Fatalf("fresh fill: got %+v, %v", e, ok)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,25 +16,6 @@ import (
 	"github.com/etaggate/etaggate/internal/testutil"
 )
 
-// gateway is the binary under test, built once for the whole run.
-var gateway string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "etaggate-replicas-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	gateway, err = testutil.BuildCaddy(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
-}
-
 // replicaConfig is one replica's Caddyfile: etag with etagOptions in front
 // of upstream, coordinated through Redis at redisAddr ("" for none).
 func replicaConfig(redisAddr string, lease time.Duration, upstream, etagOptions string) string {
@@ -44,7 +24,7 @@ func replicaConfig(redisAddr string, lease time.Duration, upstream, etagOptions 
 	if redisAddr != "" {
 		fmt.Fprintf(&b, "\tetaggate {\n\t\tredis %s {\n\t\t\tlease %s\n\t\t}\n\t}\n", redisAddr, lease)
 	}
-	b.WriteString("}\n\nhttp://127.0.0.1:{port} {\n\tetag {\n")
+	b.WriteString("}\n\nhttp://:{port} {\n\tbind 127.0.0.1\n\tetag {\n")
 	for line := range strings.SplitSeq(strings.TrimSpace(etagOptions), "\n") {
 		if line = strings.TrimSpace(line); line != "" {
 			b.WriteString("\t\t" + line + "\n")
@@ -59,14 +39,19 @@ func startReplicas(t *testing.T, n int, cfg string) []*testutil.Process {
 	t.Helper()
 	ps := make([]*testutil.Process, n)
 	for i := range ps {
-		ps[i] = testutil.StartProcess(t, gateway, cfg)
+		ps[i] = testutil.StartProcess(t, caddyBin, cfg)
 	}
 	return ps
 }
 
+// publicHost is the name clients use, whichever replica the load balancer
+// sends them to: the default resource key includes it.
+const publicHost = "api.example"
+
 // read GETs url and returns the counter and its ETag.
 func read(ctx context.Context, c *http.Client, url string) (int, string, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req.Host = publicHost
 	res, err := c.Do(req)
 	if err != nil {
 		return 0, "", err
@@ -89,6 +74,7 @@ func read(ctx context.Context, c *http.Client, url string) (int, string, error) 
 // write PUTs n to url with If-Match: etag and the extra header lines.
 func write(ctx context.Context, c *http.Client, url string, n int, etag string, header ...string) (*http.Response, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, url, strings.NewReader(strconv.Itoa(n)))
+	req.Host = publicHost
 	if etag != "" {
 		req.Header.Set("If-Match", etag)
 	}
@@ -172,14 +158,14 @@ func TestReplicasLoseNoUpdate(t *testing.T) {
 	defer c.CloseIdleConnections()
 
 	t.Run("without the cluster", func(t *testing.T) {
-		up := startStore(t, time.Millisecond)
-		replicas := startReplicas(t, 2, replicaConfig("", 0, up.url, ""))
+		up := testutil.StartCounterStore(t, time.Millisecond)
+		replicas := startReplicas(t, 2, replicaConfig("", 0, up.URL, ""))
 		ok, refused, err := incrementLoad(ctx, c, urlsOf(replicas, "/counter"), clients, per)
 		if err != nil {
 			t.Fatal(err)
 		}
-		lost := int(ok) - up.value()
-		t.Logf("%d increments succeeded, %d refused, counter %d: %d lost", ok, refused, up.value(), lost)
+		lost := int(ok) - up.Value()
+		t.Logf("%d increments succeeded, %d refused, counter %d: %d lost", ok, refused, up.Value(), lost)
 		if lost <= 0 {
 			t.Fatalf("two replicas without the cluster lost no update: the load does not contend across replicas, so the test proves nothing")
 		}
@@ -188,8 +174,8 @@ func TestReplicasLoseNoUpdate(t *testing.T) {
 	redis := testutil.StartRedis(t)
 	for _, verify := range []string{"upstream", "cache"} {
 		t.Run("verify "+verify, func(t *testing.T) {
-			up := startStore(t, time.Millisecond)
-			cfg := replicaConfig(redis.Addr, 3*time.Second, up.url, "verify "+verify)
+			up := testutil.StartCounterStore(t, time.Millisecond)
+			cfg := replicaConfig(redis.Addr, 3*time.Second, up.URL, "verify "+verify)
 			replicas := startReplicas(t, 2, cfg)
 			start := time.Now()
 			ok, refused, err := incrementLoad(ctx, c, urlsOf(replicas, "/counter"), clients, per)
@@ -197,9 +183,9 @@ func TestReplicasLoseNoUpdate(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("%d increments succeeded, %d refused with 412, counter %d, %d PUTs reached the upstream, in %s",
-				ok, refused, up.value(), up.puts.Load(), time.Since(start).Round(time.Millisecond))
-			if ok != want || up.value() != want || up.puts.Load() != want {
-				t.Fatalf("%d increments succeeded, %d PUTs reached the upstream, but the counter is %d: want %d each", ok, up.puts.Load(), up.value(), want)
+				ok, refused, up.Value(), up.Puts(), time.Since(start).Round(time.Millisecond))
+			if ok != want || up.Value() != want || up.Puts() != want {
+				t.Fatalf("%d increments succeeded, %d PUTs reached the upstream, but the counter is %d: want %d each", ok, up.Puts(), up.Value(), want)
 			}
 			if refused == 0 {
 				t.Fatal("no attempt was refused: the clients did not contend, so the test proved nothing")
