@@ -46,13 +46,13 @@ func parseFlags() (options, error) {
 	flag.DurationVar(&o.round, "d", time.Second, "duration of one measured round")
 	flag.IntVar(&o.rounds, "rounds", 8, "measured rounds per side; sides alternate A B A B …")
 	flag.IntVar(&o.conc, "c", 32, "concurrent keep-alive connections of the load generator")
-	flag.StringVar(&sse, "sse", "1000,10000", "SSE fan-out subscriber counts, comma-separated; empty for none")
+	flag.StringVar(&sse, "sse", "1000,10000,50000", "SSE fan-out subscriber counts, comma-separated; empty for none")
 	flag.IntVar(&o.sseEvents, "sse-events", 5, "file writes (events) per SSE fan-out measurement")
 	flag.DurationVar(&o.batch, "batch", 50*time.Millisecond, "fs_notify batch window")
 	flag.StringVar(&o.gateway, "gateway", "", "use this gateway binary instead of building ./cmd/caddy")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (Caddyfile, gateway log)")
 	flag.StringVar(&o.profileDir, "profile", "", "save gateway CPU and allocation profiles of each side's first round into this directory")
-	flag.StringVar(&only, "only", "", "run only the cases whose key matches this regexp (keys: get-1k get-4k get-64k get-1m 304 put sse-<n> burst)")
+	flag.StringVar(&only, "only", "", "run only the cases whose key matches this regexp (keys: get-1k get-4k get-64k get-1m 304 put sse-<n> burst hotkey)")
 	flag.StringVar(&o.etagExtra, "etag", "", "extra directive added to every etag block, e.g. 'hash sha256'")
 	flag.StringVar(&o.putMode, "put-mode", "rmw", "PUT rows: rmw (a GET, untimed, before each PUT) or loop (PUTs back to back)")
 	flag.BoolVar(&o.aa, "aa", false, "leave etag out of the etag sites (A/A run: shows the harness's own noise)")
@@ -284,6 +284,15 @@ func run(ctx context.Context, o options) error {
 			return fmt.Errorf("PUT: %w", err)
 		}
 		rows = append(rows, rs...)
+	}
+
+	if want("hotkey") {
+		progress("hot key: %d writers on one resource", o.conc)
+		r, err := b.hotKey(ctx, addr(cfg.Etag))
+		if err != nil {
+			return fmt.Errorf("hot key: %w", err)
+		}
+		rows = append(rows, r)
 	}
 
 	fmt.Println(env)

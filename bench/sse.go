@@ -122,7 +122,7 @@ func (b *bench) fanOut(ctx context.Context, addr, root string, n, events int) (*
 		dialers.Add(1)
 		go func() {
 			defer func() { <-sem; dialers.Done() }()
-			c, err := dialRaw(addr, 2048)
+			c, err := dialRawFrom(addr, 2048, i)
 			if err != nil {
 				refuse("dial: " + errText(err))
 				return
