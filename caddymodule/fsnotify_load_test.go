@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -71,13 +72,10 @@ func TestFSNotifySlowSubscriberCutOff(t *testing.T) {
 	root := t.TempDir()
 	// Notifications about files 100 directories down are some 4 KB each, so
 	// that a few thousand overflow the socket buffers of the stalled client
-	// (up to 4 MB on the sending side with Linux's default tcp_wmem). On a
-	// loaded machine the batch window may fill frames to their 512
-	// notifications (2 MB): 6,000 files still make a dozen of them (24 MB),
-	// far more than the socket buffers plus a queue of four can hold, so
-	// the cut-off does not depend on timing. A queue of four, not one,
-	// lets the fast subscriber's writer be scheduled a few frames late on
-	// a busy machine without being cut off itself.
+	// (up to 4 MB on the sending side with Linux's default tcp_wmem). A
+	// queue of four, not one, lets the fast subscriber's writer be
+	// scheduled a few frames late on a busy machine without being cut off
+	// itself.
 	deep := root
 	for i := range 100 {
 		deep = filepath.Join(deep, fmt.Sprintf("level-%03d-%s", i, strings.Repeat("d", 18)))
@@ -100,17 +98,21 @@ func TestFSNotifySlowSubscriberCutOff(t *testing.T) {
 		t.Errorf("%d goroutines serve the HTTP/1.1 streams; they should be taken over", g)
 	}
 
-	const files = 6000
+	// Files are created until the stalled one is cut off: how much its
+	// socket buffers and its writer hold depends on the kernel and the
+	// load.
+	var stop atomic.Bool
+	files := 0
 	created := make(chan struct{})
 	go func() {
 		defer close(created)
-		for i := range files {
-			f, err := os.Create(filepath.Join(deep, fmt.Sprintf("f%05d", i)))
+		for ; files < 30000 && !stop.Load(); files++ {
+			f, err := os.Create(filepath.Join(deep, fmt.Sprintf("f%05d", files)))
 			if err != nil {
 				return
 			}
 			f.Close()
-			if i%50 == 0 {
+			if files%50 == 0 {
 				time.Sleep(2 * time.Millisecond) // several batch windows, so several frames
 			}
 		}
@@ -126,6 +128,8 @@ func TestFSNotifySlowSubscriberCutOff(t *testing.T) {
 		body, _ := io.ReadAll(res.Body)
 		return regexp.MustCompile(`(?m)^caddy_fs_notify_subscribers_cut_off_total\{[^}]*\} 1$`).Match(body)
 	})
+	stop.Store(true)
+	<-created
 
 	// The stalled client reads again: what was in flight, then the
 	// overflow event, then the end of the stream.
@@ -141,7 +145,6 @@ func TestFSNotifySlowSubscriberCutOff(t *testing.T) {
 	}
 
 	// Meanwhile the fast one received everything.
-	<-created
 	got := fast.Collect(t, arrive, func(ns []ssetest.Notification) bool { return len(ns) >= files })
 	if len(got) != files {
 		t.Errorf("fast subscriber got %d notifications, want %d", len(got), files)
