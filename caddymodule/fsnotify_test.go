@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+
 	"github.com/etaggate/etaggate/internal/ssetest"
 	"github.com/etaggate/etaggate/internal/testutil"
 )
@@ -547,4 +549,72 @@ func TestFSNotifyReloadEndsStreams(t *testing.T) {
 	s2 := ssetest.MustOpen(t, testutil.Client(), notifyURL(base, encRef("/"), ""), nil)
 	writeFile(t, filepath.Join(root, "after-reload"), "")
 	s2.Collect(t, arrive, func(ns []ssetest.Notification) bool { return ssetest.Has(ns, "child_file_added", "after-reload") })
+}
+
+// TestFSNotifyReloadFlushesWindow makes a change and reloads Caddy while
+// its notification is still inside the batch window: every stream, one
+// over HTTP/1.1 (taken over) and one over HTTP/2 (written by its request's
+// goroutine), receives it before the closing comment. A client that had
+// no event yet has no Last-Event-ID to resume from: without the flush it
+// would never learn of the change.
+func TestFSNotifyReloadFlushesWindow(t *testing.T) {
+	root := t.TempDir()
+	port := testutil.FreePort(t)
+	site := func(batch string) []byte {
+		return testutil.Adapt(t, fmt.Sprintf(`{
+	admin off
+	persist_config off
+	auto_https off
+	servers {
+		protocols h1 h2c
+	}
+	log {
+		level ERROR
+	}
+}
+:%d {
+	route {
+		fs_notify {
+			root %s
+			batch %s
+		}
+	}
+}
+`, port, root, batch))
+	}
+	testutil.Must(t, caddy.Load(site("1h"), true))
+	t.Cleanup(func() { _ = caddy.Stop() })
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	testutil.WaitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
+	protos := new(http.Protocols)
+	protos.SetUnencryptedHTTP2(true)
+	h1, h2 := testutil.Client(), &http.Client{Transport: &http.Transport{Protocols: protos}}
+	t.Cleanup(h1.CloseIdleConnections)
+	t.Cleanup(h2.CloseIdleConnections)
+	streams := []*ssetest.Stream{
+		ssetest.MustOpen(t, h1, notifyURL(base, encRef("/"), ""), nil),
+		ssetest.MustOpen(t, h2, notifyURL(base, encRef("/"), ""), nil),
+	}
+
+	writeFile(t, filepath.Join(root, "just-before-reload"), "")
+	time.Sleep(30 * time.Millisecond)
+	testutil.Must(t, caddy.Load(site("50ms"), true))
+	for _, s := range streams {
+		evs, ended := s.Ended(arrive)
+		if !ended || !errors.Is(s.Err(), io.EOF) {
+			t.Fatalf("%s: stream still open or broken after reload: %v", s.Resp.Proto, s.Err())
+		}
+		var got []ssetest.Notification
+		for _, ev := range evs {
+			ns, err := ev.Decode()
+			testutil.Must(t, err)
+			got = append(got, ns...)
+		}
+		if !ssetest.Has(got, "child_file_added", "just-before-reload") {
+			t.Errorf("%s: the change made before the reload never arrived; got:\n%s", s.Resp.Proto, ssetest.Format(got))
+		}
+		if c := s.Comments(); c[len(c)-1] != ": closing" {
+			t.Errorf("%s: last comment %q, want \": closing\"", s.Resp.Proto, c[len(c)-1])
+		}
+	}
 }

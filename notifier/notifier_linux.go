@@ -146,16 +146,27 @@ func (n *Notifier) Root() string { return n.root }
 func (n *Notifier) Close() error {
 	n.mu.Lock()
 	again := n.closed
-	n.closed = true
+	n.closed = true // no new subscription from here on
 	n.mu.Unlock()
-	hubErr := n.hub.Close()
 	if again {
 		n.loopDone.Wait()
-		return nil
+		return n.hub.Close()
 	}
 	close(n.stop)
 	err := n.in.f.Close() // unblocks the reader; the kernel drops every watch
 	n.loopDone.Wait()
+
+	// What was read is applied, and then sent by the hub's Close, so a
+	// change made just before a reload reaches every stream.
+	n.mu.Lock()
+	n.backlogMu.Lock()
+	evs := n.backlog
+	n.backlog = nil
+	n.backlogMu.Unlock()
+	n.process(evs)
+	n.releaseFDs()
+	n.mu.Unlock()
+	hubErr := n.hub.Close()
 
 	n.mu.Lock()
 	for _, x := range n.nodes {

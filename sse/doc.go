@@ -45,8 +45,9 @@
 //   - Stream.Serve(w, r) writes the stream as the response: the header
 //     (text/event-stream, no-cache), a first comment once the subscription
 //     is in place, the events, a keep-alive comment every cfg.Keepalive.
-//   - Close ends every stream with a ": closing" comment and the end of
-//     the response, and waits for every goroutine of the hub.
+//   - Close sends the open batch window, then ends every stream with a
+//     ": closing" comment and the end of the response, and waits for
+//     every goroutine of the hub.
 //
 // # Streams
 //

@@ -260,10 +260,10 @@ func (h *Hub[N]) Stats() Stats {
 	return s
 }
 
-// Close ends every stream (what is queued, then a closing comment and
-// the end of the response), stops the hub and waits until every goroutine
-// of it and every stream it served have returned. It may be called more
-// than once.
+// Close ends every stream (what was published before, what is queued,
+// then a closing comment and the end of the response), stops the hub and
+// waits until every goroutine of it and every stream it served have
+// returned. It may be called more than once.
 func (h *Hub[N]) Close() error {
 	h.mu.Lock()
 	if h.closed {
@@ -272,23 +272,44 @@ func (h *Hub[N]) Close() error {
 		return nil
 	}
 	h.closed = true
+	h.mu.Unlock()
+
+	// The open window is sent now rather than lost: a client that has no
+	// event yet has no Last-Event-ID to learn of it by later.
+	close(h.stop)
+	h.loopDone.Wait()
+	h.flush()
+
+	h.mu.Lock()
 	streams := make([]*Stream, 0, len(h.streams))
 	for s := range h.streams {
 		streams = append(streams, s)
 	}
 	h.mu.Unlock()
-
 	for _, s := range streams {
 		s.interrupt()
 		s.finish(endClosing)
 	}
-	close(h.stop)
 	h.wait()
 	err := h.transport.Close()
 	h.mu.Lock()
 	h.history, h.window, h.marks, h.ready = nil, nil, nil, nil
 	h.mu.Unlock()
 	return err
+}
+
+// flush sends every window there is, due or not. The loop has stopped.
+func (h *Hub[N]) flush() {
+	for {
+		h.mu.Lock()
+		h.closeWindow()
+		b, ok, _ := h.due(time.Now())
+		h.mu.Unlock()
+		if !ok {
+			return
+		}
+		h.send(b.window, b.marks)
+	}
 }
 
 func (h *Hub[N]) wait() {

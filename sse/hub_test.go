@@ -278,24 +278,34 @@ func TestMaxSubscribers(t *testing.T) {
 	})
 }
 
-// TestClose closes the hub under open streams: each ends cleanly with a
-// closing comment, the source hears of each, no goroutine is left behind,
-// and the hub refuses new streams.
+// TestClose closes the hub under open streams: each receives what was
+// still inside the batch window, then ends cleanly with a closing
+// comment; the source hears of each, no goroutine is left behind, and the
+// hub refuses new streams.
 func TestClose(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	before := runtime.NumGoroutine()
 	src := new(notes)
-	h, err := New(testConfig(), src, nil)
+	cfg := testConfig()
+	cfg.Batch = time.Hour
+	h, err := New(cfg, src, nil)
 	testutil.Must(t, err)
 	srv := httptest.NewServer(handler(h))
 	var streams []*ssetest.Stream
 	for i := range 10 {
 		streams = append(streams, ssetest.MustOpen(t, client(), fmt.Sprintf("%s/?key=%d", srv.URL, i%3), nil))
 	}
+	for i := range 3 {
+		h.Publish(note{strconv.Itoa(i), "in the window"})
+	}
 	testutil.Must(t, h.Close())
 	for _, s := range streams {
-		if _, ended := s.Ended(arrive); !ended {
+		evs, ended := s.Ended(arrive)
+		if !ended {
 			t.Fatal("a stream is still open after Close")
+		}
+		if len(evs) != 1 || !slices.Equal(texts(t, evs[0]), []string{"in the window"}) {
+			t.Errorf("before the end: %+v, want the note published before Close", evs)
 		}
 		if s.Err() != io.EOF {
 			t.Errorf("stream ended with %v, want a clean end", s.Err())
