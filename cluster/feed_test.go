@@ -3,162 +3,162 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/etaggate/etaggate/internal/testutil"
+	"github.com/etaggate/etaggate/sse"
 )
 
-// follower collects what Follow delivers.
-type follower struct {
+// hubEnd collects what a transport delivers, as a hub would.
+type hubEnd struct {
 	mu     sync.Mutex
-	events []Event
-	cancel context.CancelFunc
-	done   chan error
+	frames []sse.Frame[string]
+	t      *Transport[string]
+	last   uint64 // what Open returned
 }
 
-func follow(t *testing.T, f *Feed, after uint64) *follower {
+func openEnd(t *testing.T, f *Feed) *hubEnd {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	fl := &follower{cancel: cancel, done: make(chan error, 1)}
-	go func() {
-		fl.done <- f.Follow(ctx, after, func(e Event) {
-			fl.mu.Lock()
-			fl.events = append(fl.events, e)
-			fl.mu.Unlock()
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-fl.done
+	e := &hubEnd{t: NewTransport[string](f)}
+	last, err := e.t.Open(func(fr *sse.Frame[string]) {
+		e.mu.Lock()
+		e.frames = append(e.frames, *fr)
+		e.mu.Unlock()
 	})
-	return fl
+	testutil.Must(t, err)
+	e.last = last
+	t.Cleanup(func() { _ = e.t.Close() })
+	return e
 }
 
-// wait returns the first n events, failing after 10 s.
-func (fl *follower) wait(t *testing.T, n int) []Event {
+// wait returns the first n frames delivered, failing after 10 s.
+func (e *hubEnd) wait(t *testing.T, n int) []sse.Frame[string] {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		fl.mu.Lock()
-		got := append([]Event(nil), fl.events...)
-		fl.mu.Unlock()
-		if len(got) >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d events after 10s, want %d: %v", len(got), n, got)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var got []sse.Frame[string]
+	testutil.Eventually(t, fmt.Sprintf("%d frames are delivered", n), func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		got = slices.Clone(e.frames)
+		return len(got) >= n
+	})
+	return got[:n]
 }
 
-// TestFeedCarriesEveryReplicasWrites: payloads appended through two
-// replicas reach a follower on each, in one order, with ids that increase
-// across the cluster; a client can resume on either replica.
-func TestFeedCarriesEveryReplicasWrites(t *testing.T) {
+func send(t *testing.T, e *hubEnd, notes ...string) {
+	t.Helper()
+	testutil.Must(t, e.t.Send(&sse.Frame[string]{Notifications: notes}))
+}
+
+// TestTransportCarriesEveryReplicasFrames: frames sent through two
+// replicas' transports reach both, in one order, with consecutive ids
+// that continue from what Open returned.
+func TestTransportCarriesEveryReplicasFrames(t *testing.T) {
 	srv := testutil.StartRedis(t)
-	a, b := open(t, srv, time.Second), open(t, srv, time.Second)
-	fa, fb := a.Feed("/changes", 100), b.Feed("/changes", 100)
-	ctx := context.Background()
-	if _, err := fa.Append(ctx, []byte("first")); err != nil {
-		t.Fatal(err)
+	a := openEnd(t, open(t, srv, time.Second).Feed("/changes", 100))
+	b := openEnd(t, open(t, srv, time.Second).Feed("/changes", 100))
+	if a.last == 0 || a.last != b.last {
+		t.Fatalf("Open returned %d and %d, want one nonzero id", a.last, b.last)
 	}
-	la, lb := follow(t, fa, 0), follow(t, fb, 0)
-	time.Sleep(200 * time.Millisecond) // both followers are reading
-	var ids []uint64
 	for i := range 20 {
-		f := fa
+		e := a
 		if i%2 == 1 {
-			f = fb
+			e = b
 		}
-		id, err := f.Append(ctx, fmt.Appendf(nil, "write %d", i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(ids) > 0 && id <= ids[len(ids)-1] {
-			t.Fatalf("id %d after %d: ids must increase across replicas", id, ids[len(ids)-1])
-		}
-		ids = append(ids, id)
+		send(t, e, fmt.Sprintf("write %d", i))
 	}
-	for name, l := range map[string]*follower{"a": la, "b": lb} {
-		got := l.wait(t, 20)
-		for i, e := range got[:20] {
-			if e.ID != ids[i] || string(e.Data) != fmt.Sprintf("write %d", i) || e.Lost {
-				t.Fatalf("replica %s's follower got %d: %+v, want id %d write %d", name, i, e, ids[i], i)
+	for name, e := range map[string]*hubEnd{"a": a, "b": b} {
+		for i, f := range e.wait(t, 20) {
+			if f.ID != a.last+1+uint64(i) || !slices.Equal(f.Notifications, []string{fmt.Sprintf("write %d", i)}) || f.Overflow != "" {
+				t.Fatalf("replica %s's frame %d: %+v, want id %d with write %d", name, i, f, a.last+1+uint64(i), i)
 			}
 		}
 	}
-	// Resume on the other replica from the 5th id.
-	events, lost, err := fb.Since(ctx, ids[4])
-	if err != nil || lost {
-		t.Fatalf("Since = lost %v, %v", lost, err)
-	}
-	if len(events) != 15 || events[0].ID != ids[5] {
-		t.Fatalf("Since(id 5) gave %d events starting %v, want 15 from id %d", len(events), events[0], ids[5])
-	}
 }
 
-// TestFeedReportsTrimmedHistory: an id older than what Redis keeps gets
-// lost, not a silent gap.
-func TestFeedReportsTrimmedHistory(t *testing.T) {
+// TestTransportReportsTrimmedFrames: a follower that starts from an id
+// whose successors were trimmed gets an overflow numbered before the
+// first frame still kept, not a silent gap.
+func TestTransportReportsTrimmedFrames(t *testing.T) {
 	srv := testutil.StartRedis(t)
 	f := open(t, srv, time.Second).Feed("/changes", 10)
 	ctx := context.Background()
-	var first uint64
-	for i := range 500 {
-		id, err := f.Append(ctx, []byte("x"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if i == 0 {
-			first = id
-		}
+	first, err := f.Last(ctx)
+	testutil.Must(t, err)
+	for range 500 {
+		_, err := f.Append(ctx, []byte(`{"n":["x"]}`))
+		testutil.Must(t, err)
 	}
-	events, lost, err := f.Since(ctx, first)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !lost {
-		t.Fatalf("Since the first of 500 ids with history 10: %d events and no loss reported", len(events))
-	}
-	_, lost, _ = f.Since(ctx, events[len(events)-2].ID)
-	if lost {
-		t.Fatal("a recent id was reported lost")
+	tr := NewTransport[string](f)
+	var mu sync.Mutex
+	var got []sse.Frame[string]
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tr.follow(fctx, first, func(fr *sse.Frame[string]) {
+			mu.Lock()
+			got = append(got, *fr)
+			mu.Unlock()
+		})
+	}()
+	testutil.Eventually(t, "the kept frames are delivered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) > 1 && got[len(got)-1].ID == first+500
+	})
+	cancel()
+	<-done
+	if got[0].Overflow != sse.ReasonHistory || got[0].ID != got[1].ID-1 || got[1].ID <= first+1 {
+		t.Fatalf("first frames %+v %+v: want an overflow just before the first frame kept", got[0], got[1])
 	}
 }
 
-// TestFeedAfterDataLoss: after Redis restarts empty, an id from before is
-// reported lost, a follower says so once Redis is back, and new ids are
-// larger than the old ones.
-func TestFeedAfterDataLoss(t *testing.T) {
+// TestTransportAfterDataLoss: after Redis restarts empty, the next frame
+// arrives after an overflow, with an id larger than any before.
+func TestTransportAfterDataLoss(t *testing.T) {
 	srv := testutil.StartRedis(t)
-	f := open(t, srv, time.Second).Feed("/changes", 100)
-	ctx := context.Background()
-	old, err := f.Append(ctx, []byte("before"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fl := follow(t, f, 0)
-	time.Sleep(200 * time.Millisecond)
+	e := openEnd(t, open(t, srv, time.Second).Feed("/changes", 100))
+	send(t, e, "before")
+	before := e.wait(t, 1)[0]
 	srv.Restart()
-	var id uint64
-	deadline := time.Now().Add(10 * time.Second)
-	for id, err = f.Append(ctx, []byte("after")); err != nil; id, err = f.Append(ctx, []byte("after")) {
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	testutil.Eventually(t, "a frame can be sent again", func() bool {
+		return e.t.Send(&sse.Frame[string]{Notifications: []string{"after"}}) == nil
+	})
+	got := e.wait(t, 3)
+	if got[1].Overflow != sse.ReasonHistory || got[2].ID != got[1].ID+1 || got[1].ID <= before.ID || got[2].Notifications[0] != "after" {
+		t.Fatalf("after the restart: %+v", got[1:])
 	}
-	if id <= old {
-		t.Fatalf("id %d after the restart is not larger than %d from before", id, old)
+}
+
+// TestTransportSendWhileRedisDown: a frame whose Send failed is reported
+// to every replica, by an overflow before the next frame. (A Send that
+// timed out may still have reached Redis: the overflow is then spurious,
+// never missing.)
+func TestTransportSendWhileRedisDown(t *testing.T) {
+	srv := testutil.StartRedis(t)
+	a := openEnd(t, open(t, srv, time.Second).Feed("/changes", 100))
+	b := openEnd(t, open(t, srv, time.Second).Feed("/changes", 100))
+	send(t, a, "one")
+	b.wait(t, 1)
+	srv.Pause()
+	if err := a.t.Send(&sse.Frame[string]{Notifications: []string{"maybe"}}); err == nil {
+		t.Fatal("Send succeeded with Redis stopped")
 	}
-	got := fl.wait(t, 2)
-	if !got[0].Lost || string(got[1].Data) != "after" {
-		t.Fatalf("follower got %+v, want a loss then the new payload", got)
-	}
-	if _, lost, err := f.Since(ctx, old); err != nil || !lost {
-		t.Fatalf("Since(an id from before the restart) = lost %v, %v; want lost", lost, err)
+	srv.Resume()
+	send(t, a, "two")
+	var got []sse.Frame[string]
+	testutil.Eventually(t, `"two" reaches the other replica`, func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		got = slices.Clone(b.frames)
+		n := len(got)
+		return n > 0 && len(got[n-1].Notifications) == 1 && got[n-1].Notifications[0] == "two"
+	})
+	n := len(got)
+	if n < 3 || got[n-2].Overflow != sse.ReasonHistory || got[n-1].ID != got[n-2].ID+1 {
+		t.Fatalf("the other replica got %+v; want an overflow right before two", got)
 	}
 }
