@@ -58,8 +58,8 @@ func (m *Middleware) current(r *http.Request, rk resourceKey, next Handler, from
 	case s >= 200 && s < 300:
 		cur := current{exists: true, lastModified: lastModified(bw.header)}
 		if bw.buffered() {
-			cur.digest = string(bw.hasher.AppendETag(bw.tagBuf[:0]))
-			cur.etag = m.assignETag(bw.header, bw)
+			cur.digest, cur.semantic = m.bodyHash(bw, r)
+			cur.etag = m.assignETag(bw.header, bw, r)
 			if fill && s == http.StatusOK { // what a client's GET would be tagged with
 				m.cache.fill(rk, vk, gen, cur.etag.Opaque, cur.lastModified, r.Header, bw.header)
 			}

@@ -35,9 +35,9 @@ func (m *Middleware) forward(w http.ResponseWriter, r *http.Request, next Handle
 		// Hash the content as it streams upstream: RFC 9110 §9.3.4 allows
 		// an ETag on the response only if the new representation is that
 		// content untransformed.
-		fw.sent = &hashingBody{ReadCloser: http.NoBody, length: fwd.ContentLength, h: m.hashers.Get().(hashing.Hasher)}
+		fw.sent = &hashingBody{ReadCloser: http.NoBody, length: fwd.ContentLength, h: m.hashers.Get().(hashing.Hasher), json: m.newJSONHasher()}
 		fw.sent.h.Reset()
-		defer fw.sent.release(&m.hashers)
+		defer fw.sent.release(m)
 		if fwd.Body == nil || fwd.Body == http.NoBody {
 			fw.sent.eof = true
 		} else {
@@ -142,7 +142,7 @@ func (f *forwardWriter) afterWrite() {
 		return
 	}
 	f.newETag = cur.etag.Opaque
-	if f.method == http.MethodPut && !f.sent.matches(cur.digest) {
+	if f.method == http.MethodPut && !f.sent.matches(cur.digest, cur.semantic) {
 		// The upstream stored something other than the content it was
 		// sent (normalised, or with fields of its own): an ETag here would
 		// tell the client its own body is the new representation, which
@@ -162,6 +162,7 @@ type hashingBody struct {
 	length int64 // the declared Content-Length, -1 when unknown
 	mu     sync.Mutex
 	h      hashing.Hasher
+	json   *hashing.JSONHasher // with json_ignore or json_only: the content's tokens
 	n      int64
 	eof    bool // the whole body was read
 }
@@ -171,6 +172,9 @@ func (b *hashingBody) Read(p []byte) (int, error) {
 	b.mu.Lock()
 	if b.h != nil {
 		_, _ = b.h.Write(p[:n])
+		if b.json != nil {
+			_, _ = b.json.Write(p[:n])
+		}
 		b.n += int64(n)
 		// A transport sends a body of known length without waiting for
 		// io.EOF, so the upstream may answer before that read happens.
@@ -182,23 +186,32 @@ func (b *hashingBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// release returns the hasher to its pool; reads still under way in the
-// transport after that no longer touch it.
-func (b *hashingBody) release(pool *sync.Pool) {
+// release returns the hashers to their pools; reads still under way in
+// the transport after that no longer touch them.
+func (b *hashingBody) release(m *Middleware) {
 	b.mu.Lock()
-	h := b.h
-	b.h = nil
+	h, j := b.h, b.json
+	b.h, b.json = nil, nil
 	b.mu.Unlock()
-	pool.Put(h)
+	m.hashers.Put(h)
+	m.releaseJSONHasher(j)
 }
 
-// matches reports whether the whole body was read and hashes to digest.
-func (b *hashingBody) matches(digest string) bool {
+// matches reports whether the whole body was read and hashes to digest:
+// its bytes, or with semantic its JSON tokens (the content must then be
+// JSON).
+func (b *hashingBody) matches(digest string, semantic bool) bool {
 	if b == nil || digest == "" {
 		return false
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if !b.eof || b.h == nil {
+		return false
+	}
 	var buf [80]byte
-	return b.eof && b.h != nil && string(b.h.AppendETag(buf[:0])) == digest
+	if semantic {
+		return b.json != nil && b.json.Valid() && string(b.json.AppendETag(buf[:0])) == digest
+	}
+	return string(b.h.AppendETag(buf[:0])) == digest
 }

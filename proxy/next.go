@@ -40,6 +40,7 @@ func (m *Middleware) newWriter(client http.ResponseWriter, header http.Header, h
 		maxBody: m.cfg.MaxBody,
 		bodies:  &m.bodies,
 		hasher:  m.hashers.Get().(hashing.Hasher),
+		json:    m.newJSONHasher(),
 	}
 	bw.hasher.Reset()
 	return bw
@@ -48,6 +49,7 @@ func (m *Middleware) newWriter(client http.ResponseWriter, header http.Header, h
 func (m *Middleware) releaseWriter(bw *bodyWriter) {
 	bw.body.release()
 	m.hashers.Put(bw.hasher)
+	m.releaseJSONHasher(bw.json)
 	*bw = bodyWriter{}
 	m.writers.Put(bw)
 }

@@ -27,8 +27,10 @@ type current struct {
 	lastModified time.Time   // zero when unknown
 	// digest is this gateway's hash of the body, quoted like an ETag, when
 	// the body was read; it tells whether the representation is byte for
-	// byte what a PUT sent.
-	digest string
+	// byte what a PUT sent, or with semantic, token for token under
+	// json_ignore or json_only.
+	digest   string
+	semantic bool
 }
 
 // encodeSuffixes are the suffixes Caddy's encode handler appends to a strong

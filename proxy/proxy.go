@@ -65,6 +65,9 @@ type Config struct {
 	// ETagAfterWrite fetches the new representation after a successful
 	// write and returns its ETag.
 	ETagAfterWrite bool
+	// Semantic, when set, makes the ETag of a JSON body the hash of its
+	// tokens under json_ignore or json_only.
+	Semantic *hashing.Semantic
 	// LockWait is the longest a write waits for its resource's lock before
 	// it is answered 503.
 	LockWait time.Duration
@@ -129,6 +132,9 @@ type Middleware struct {
 	bodies   spooler
 	hashers  sync.Pool
 	writers  sync.Pool
+	// jsonHashers pools semantic hashers when cfg.Semantic is set.
+	jsonHashers   sync.Pool
+	notJSONLogged onceTable
 	enforced map[string]bool
 	required map[string]bool // the methods require_precondition applies to
 }
@@ -171,6 +177,9 @@ func New(cfg Config) (*Middleware, error) {
 	m.cache = c
 	m.hashers.New = func() any { return cfg.Hash.New() }
 	m.writers.New = func() any { return new(bodyWriter) }
+	if cfg.Semantic != nil {
+		m.jsonHashers.New = func() any { return cfg.Semantic.NewHasher(cfg.Hash) }
+	}
 	return m, nil
 }
 

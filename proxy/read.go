@@ -68,7 +68,7 @@ func (m *Middleware) serveRead(w http.ResponseWriter, r *http.Request, next Hand
 	}
 
 	h := w.Header()
-	etag := m.assignETag(h, bw)
+	etag := m.assignETag(h, bw, r)
 	cur := current{exists: true, etag: etag, lastModified: lastModified(h)}
 	if useCache {
 		m.cache.fill(rk, variantOf(rk, m.vary, r.Header), gen, etag.Opaque, cur.lastModified, r.Header, h)

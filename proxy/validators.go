@@ -9,7 +9,7 @@ import (
 
 // assignETag sets and returns the response's ETag: the upstream's own when
 // it is strong and configured to be kept, else the hash of the body.
-func (m *Middleware) assignETag(h http.Header, bw *bodyWriter) hashing.Tag {
+func (m *Middleware) assignETag(h http.Header, bw *bodyWriter, r *http.Request) hashing.Tag {
 	if m.cfg.KeepUpstreamETag {
 		if v := h["Etag"]; len(v) == 1 {
 			if t, err := hashing.ParseTag(v[0]); err == nil && !t.Weak {
@@ -17,7 +17,8 @@ func (m *Middleware) assignETag(h http.Header, bw *bodyWriter) hashing.Tag {
 			}
 		}
 	}
-	tag := hashing.Tag{Opaque: string(bw.hasher.AppendETag(bw.tagBuf[:0]))}
+	digest, _ := m.bodyHash(bw, r)
+	tag := hashing.Tag{Opaque: digest}
 	h["Etag"] = []string{tag.Opaque}
 	return tag
 }

@@ -46,7 +46,9 @@ type bodyWriter struct {
 	bodies *spooler
 	body   spool // started once the response is known to be buffered
 	hasher hashing.Hasher
-	tagBuf [80]byte // room for a quoted base64 SHA-256 or BLAKE3 tag
+	json   *hashing.JSONHasher // with json_ignore or json_only
+	jsonOn bool                // the body being buffered is declared JSON: json hashes it too
+	tagBuf [80]byte            // room for a quoted base64 SHA-256 or BLAKE3 tag
 }
 
 func (w *bodyWriter) Header() http.Header { return w.header }
@@ -66,6 +68,7 @@ func (w *bodyWriter) WriteHeader(code int) {
 	if n := declaredLength(w.header); hashable && !isStream(w.header) && n <= w.maxBody {
 		w.mode = modeBuffer
 		w.body.start(w.bodies, n)
+		w.jsonOn = w.json != nil && isJSON(w.header)
 		return
 	}
 	w.pass()
@@ -114,6 +117,9 @@ func (w *bodyWriter) Write(p []byte) (int, error) {
 			return 0, err
 		}
 		_, _ = w.hasher.Write(p)
+		if w.jsonOn {
+			_, _ = w.json.Write(p)
+		}
 		return len(p), nil
 	case modePass:
 		return w.client.Write(p)
