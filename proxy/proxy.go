@@ -124,19 +124,19 @@ func DefaultConfig() Config {
 
 // Middleware is the engine. It is safe for concurrent use; Close releases it.
 type Middleware struct {
-	cfg      Config
-	vary     []string
-	cache    *etagCache
-	locks    *Locks
-	log      *zap.Logger
-	bodies   spooler
-	hashers  sync.Pool
-	writers  sync.Pool
+	cfg     Config
+	vary    []string
+	cache   *etagCache
+	locks   *Locks
+	log     *zap.Logger
+	bodies  spooler
+	hashers sync.Pool
+	writers sync.Pool
 	// jsonHashers pools semantic hashers when cfg.Semantic is set.
 	jsonHashers   sync.Pool
 	notJSONLogged onceTable
-	enforced map[string]bool
-	required map[string]bool // the methods require_precondition applies to
+	enforced      map[string]bool
+	required      map[string]bool // the methods require_precondition applies to
 }
 
 // New builds a Middleware. It trusts cfg: start from DefaultConfig, and
