@@ -52,7 +52,7 @@ func parseFlags() (options, error) {
 	flag.StringVar(&o.gateway, "gateway", "", "use this gateway binary instead of building ./cmd/caddy")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (Caddyfile, gateway log)")
 	flag.StringVar(&o.profileDir, "profile", "", "save gateway CPU and allocation profiles of each side's first round into this directory")
-	flag.StringVar(&only, "only", "", "run only the cases whose key matches this regexp (keys: get-1k get-4k get-64k get-1m 304 put sse-<n> burst hotkey)")
+	flag.StringVar(&only, "only", "", "run only the cases whose key matches this regexp (keys: get-1k get-4k get-64k get-1m get-4k-json 304 put sse-<n> burst hotkey)")
 	flag.StringVar(&o.etagExtra, "etag", "", "extra directive added to every etag block, e.g. 'hash sha256'")
 	flag.StringVar(&o.putMode, "put-mode", "rmw", "PUT rows: rmw (a GET, untimed, before each PUT) or loop (PUTs back to back)")
 	flag.BoolVar(&o.aa, "aa", false, "leave etag out of the etag sites (A/A run: shows the harness's own noise)")
@@ -169,7 +169,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer up.close()
 
-	ports, err := freePorts(7)
+	ports, err := freePorts(8)
 	if err != nil {
 		return err
 	}
@@ -186,6 +186,8 @@ func run(ctx context.Context, o options) error {
 		Notify:           ports[4],
 		EtagNoAfter:      ports[5],
 		EtagCacheNoAfter: ports[6],
+		EtagJSON:         ports[7],
+		JSONIgnore:       jsonIgnore,
 		HaveEtag:         haveEtag,
 		HaveNotify:       haveNotify,
 		EtagExtra:        o.etagExtra,
@@ -198,7 +200,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	addr := func(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
-	addrs := []string{addr(cfg.Plain), addr(cfg.Etag), addr(cfg.EtagCache), addr(cfg.EtagNoAfter), addr(cfg.EtagCacheNoAfter)}
+	addrs := []string{addr(cfg.Plain), addr(cfg.Etag), addr(cfg.EtagCache), addr(cfg.EtagNoAfter), addr(cfg.EtagCacheNoAfter), addr(cfg.EtagJSON)}
 	if haveNotify {
 		addrs = append(addrs, addr(cfg.Notify))
 	}
@@ -260,6 +262,20 @@ func run(ctx context.Context, o options) error {
 		res, err := b.compare(ctx, key, []side{
 			{name: "plain", addr: addr(cfg.Plain), req: [][]byte{buildRequest("GET", addr(cfg.Plain), path, nil, nil)}},
 			{name: "etag", addr: addr(cfg.Etag), req: [][]byte{buildRequest("GET", addr(cfg.Etag), path, nil, nil)}},
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		rows = append(rows, row{name: name, a: res[0], b: res[1], wantA: 200, wantB: 200})
+	}
+
+	if want("get-4k-json") {
+		const path = "/json/4k"
+		name := "GET 4 KiB, json_ignore " + jsonIgnore
+		progress("%s", name)
+		res, err := b.compare(ctx, "get-4k-json", []side{
+			{name: "plain", addr: addr(cfg.Plain), req: [][]byte{buildRequest("GET", addr(cfg.Plain), path, nil, nil)}},
+			{name: "etag json_ignore", addr: addr(cfg.EtagJSON), req: [][]byte{buildRequest("GET", addr(cfg.EtagJSON), path, nil, nil)}},
 		})
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
