@@ -113,6 +113,18 @@ type ETag struct {
 	// 256 MiB.
 	BufferMemory int64 `json:"buffer_memory,omitempty"`
 
+	// JSONIgnore lists JSON Pointers (RFC 6901; a "*" segment matches every
+	// member or element at its level) to members left out of the ETag of a
+	// 200 application/json or +json body: the operator declares them not
+	// part of the resource's state. The ETag is then the hash of the
+	// body's JSON tokens, whitespace aside.
+	JSONIgnore []string `json:"json_ignore,omitempty"`
+
+	// JSONOnly lists JSON Pointers to the only members that make the ETag
+	// of such a body (with everything inside them); a body with none of
+	// them counts whole. It excludes json_ignore.
+	JSONOnly []string `json:"json_only,omitempty"`
+
 	engine    *proxy.Middleware
 	collector *etagCollector
 	locksHeld bool
@@ -231,7 +243,8 @@ func (e *ETag) Validate() error {
 	if e.BufferMemory < 0 {
 		return fmt.Errorf("buffer_memory: %d is negative; give a size such as 256MiB", e.BufferMemory)
 	}
-	return nil
+	_, err := e.semantic()
+	return err
 }
 
 // config turns the module's fields, once validated, into the engine's
@@ -282,6 +295,9 @@ func (e *ETag) config() (proxy.Config, error) {
 	}
 	if e.BufferMemory > 0 {
 		cfg.BufferMemory = e.BufferMemory
+	}
+	if cfg.Semantic, err = e.semantic(); err != nil {
+		return cfg, err
 	}
 	if e.Key != "" && e.Key != defaultKey {
 		tmpl := e.Key

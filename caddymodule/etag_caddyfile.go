@@ -31,6 +31,8 @@ import (
 //	    lock_wait     <duration>
 //	    check_timeout <duration>
 //	    buffer_memory <size>
+//	    json_ignore   <pointer...>
+//	    json_only     <pointer...>
 //	}
 func (e *ETag) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive's name
@@ -64,6 +66,16 @@ func (e *ETag) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			e.Methods = d.RemainingArgs()
 			if len(e.Methods) == 0 {
 				return d.Errf("methods: list at least one method, such as PUT PATCH DELETE")
+			}
+		case "json_ignore", "json_only":
+			ptrs := d.RemainingArgs()
+			if len(ptrs) == 0 {
+				return d.Errf("%s: list at least one JSON pointer, such as /generated_at", opt)
+			}
+			if opt == "json_ignore" {
+				e.JSONIgnore = append(e.JSONIgnore, ptrs...)
+			} else {
+				e.JSONOnly = append(e.JSONOnly, ptrs...)
 			}
 		case "vary":
 			// Not nil: an empty list must survive the trip through JSON.
@@ -136,7 +148,7 @@ func (e *ETag) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-var etagOptions = []string{"hash", "methods", "require_precondition", "verify", "revalidate", "max_body", "cache_size", "ttl", "key", "vary", "upstream_etag", "etag_after_write", "lock_wait", "check_timeout", "buffer_memory"}
+var etagOptions = []string{"hash", "methods", "require_precondition", "verify", "revalidate", "max_body", "cache_size", "ttl", "key", "vary", "upstream_etag", "etag_after_write", "lock_wait", "check_timeout", "buffer_memory", "json_ignore", "json_only"}
 
 // etagUsage shows the arguments of each option, for errors about their count.
 var etagUsage = map[string]string{
