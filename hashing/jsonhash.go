@@ -191,8 +191,14 @@ func (h *JSONHasher) Write(p []byte) (int, error) {
 		case sLiteral:
 			i = h.scanLiteral(p, i)
 		default:
-			if len(h.frames) > 0 && h.frames[len(h.frames)-1].keep != keepSome {
-				if j := h.lane(p, i); j > i {
+			if len(h.frames) > 0 {
+				var j int
+				if h.frames[len(h.frames)-1].keep == keepSome {
+					j = h.some(p, i)
+				} else {
+					j = h.lane(p, i)
+				}
+				if j > i {
 					i = j
 					continue
 				}
@@ -248,7 +254,7 @@ func (h *JSONHasher) emitByte(c byte, out bool) {
 	}
 }
 
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+func isSpace(c byte) bool { return c <= ' ' && (c == ' ' || c == '\n' || c == '\t' || c == '\r') }
 
 // scanStructure reads whitespace and the structural byte that follows it.
 func (h *JSONHasher) scanStructure(p []byte, i int) int {
@@ -271,9 +277,6 @@ func (h *JSONHasher) scanStructure(p []byte, i int) int {
 		}
 		if c != '"' {
 			return h.fail(p, i, "expected a member name")
-		}
-		if h.frames[len(h.frames)-1].keep == keepSome {
-			return h.members(p, i)
 		}
 		h.beginKey(i)
 		if end, ok := stringEnd(p, i+1); ok {

@@ -1,96 +1,234 @@
 package hashing
 
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
 // lane reads, from p[i], a region that counts whole or not at all (the
 // innermost open container has no member to match), for as long as its
-// tokens end within p. It does what the general scanner does, in one
-// loop, and hands the region's bytes to the hash in runs between
+// tokens end within p. It does what the general scanner does, but with
+// the grammar in the code (one label per state) rather than in a state
+// variable, and hands the region's bytes to the hash in runs between
 // whitespace rather than token by token. Anything it does not expect,
 // including a token cut by the end of p and any syntax error, it leaves
 // at once to the general scanner, which reads it from its first byte.
 func (h *JSONHasher) lane(p []byte, i int) int {
-	f := &h.frames[len(h.frames)-1]
-	k := f.keep
-	st := h.st
+	frames := h.frames
+	k := frames[len(frames)-1].keep
+	object := frames[len(frames)-1].object
+	n := len(p)
 	run := i
-	for i < len(p) {
-		c := p[i]
-		switch {
-		case isSpace(c):
-			h.emitRun(k, p[run:i])
-			for i++; i < len(p) && isSpace(p[i]); i++ {
-			}
-			run = i
-			continue
-		case c == '"':
-			if st == sColon || st == sNext {
-				goto leave
-			}
-			end, ok := stringEnd(p, i+1)
-			if !ok {
-				goto leave
-			}
+	st := h.st
+	var j int
+	var closes bool
+	switch st {
+	case sValue:
+		goto value
+	case sFirstValue:
+		goto firstValue
+	case sFirstKey:
+		goto firstKey
+	case sKey:
+		goto key
+	case sColon:
+		goto colon
+	case sNext:
+		goto next
+	}
+	goto leave
+
+firstValue:
+	if i < n && isSpace(p[i]) {
+		i, run = h.spaces(k, p, i, run)
+	}
+	if st = sFirstValue; i == n {
+		goto leave
+	}
+	if p[i] == ']' {
+		closes = false
+		goto close
+	}
+	goto valueHere
+value:
+	if i < n && isSpace(p[i]) {
+		i, run = h.spaces(k, p, i, run)
+	}
+	if i == n {
+		st = sValue
+		goto leave
+	}
+valueHere:
+	st = sValue
+	switch byteClass[p[i]] {
+	case cQuote:
+		if j = stringStop(p, i+1); j < n && p[j] == '"' {
+			i = j + 1
+		} else if end, ok := stringEnd(p, j); ok {
 			i = end
-			if st == sFirstKey || st == sKey {
-				st = sColon
-			} else {
-				st = sNext
+		} else {
+			goto leave
+		}
+		goto next
+	case cDigit:
+		// A plain integer is the usual number; anything else, or a
+		// number at the end of p, goes the long way.
+		for j = i + 1; j < n && isDigit(p[j]); j++ {
+		}
+		if j < n && p[j] == '.' && j+1 < n && isDigit(p[j+1]) {
+			for j += 2; j < n && isDigit(p[j]); j++ {
 			}
-			continue
-		case c == ':':
-			if st != sColon {
-				goto leave
-			}
-			st = sValue
-		case c == ',':
-			if st != sNext {
-				goto leave
-			}
-			st = sValue
-			if f.object {
-				st = sKey
-			}
-		case c == '{' || c == '[':
-			if (st != sValue && st != sFirstValue) || len(h.frames) == maxDepth {
-				goto leave
-			}
-			h.frames = append(h.frames, frame{keep: k, object: c == '{'})
-			f = &h.frames[len(h.frames)-1]
-			st = sFirstValue
-			if c == '{' {
-				st = sFirstKey
-			}
-		case c == '}' || c == ']':
-			object := c == '}'
-			if f.object != object || !(st == sNext || (object && st == sFirstKey) || (!object && st == sFirstValue)) {
-				goto leave
-			}
-			h.frames = h.frames[:len(h.frames)-1]
-			st = sNext
-			i++
-			if len(h.frames) == 0 || h.frames[len(h.frames)-1].keep == keepSome {
-				goto leave
-			}
-			f = &h.frames[len(h.frames)-1]
-			continue
-		default:
-			if st != sValue && st != sFirstValue {
-				goto leave
-			}
-			end, ok := scalarEnd(p, i)
-			if !ok {
-				goto leave
-			}
+		}
+		if j < n && p[j] != 'e' && p[j] != 'E' && p[j] != '.' && (p[i] != '0' || j == i+1 || p[i+1] == '.') {
+			i = j
+		} else if end, ok := scalarEnd(p, i); ok {
 			i = end
-			st = sNext
-			continue
+		} else {
+			goto leave
+		}
+		goto next
+	case cScalar:
+		if end, ok := scalarEnd(p, i); ok {
+			i = end
+			goto next
+		}
+		goto leave
+	case cOpen:
+		if len(frames) == maxDepth {
+			goto leave
+		}
+		object = p[i] == '{'
+		if len(frames) < cap(frames) {
+			frames = frames[:len(frames)+1]
+			frames[len(frames)-1] = frame{keep: k, object: object}
+		} else {
+			frames = append(frames, frame{keep: k, object: object})
 		}
 		i++
+		if object {
+			goto firstKey
+		}
+		goto firstValue
 	}
+	goto leave
+
+firstKey:
+	if i < n && isSpace(p[i]) {
+		i, run = h.spaces(k, p, i, run)
+	}
+	if st = sFirstKey; i == n {
+		goto leave
+	}
+	if p[i] == '}' {
+		closes = true
+		goto close
+	}
+	goto keyHere
+key:
+	if i < n && isSpace(p[i]) {
+		i, run = h.spaces(k, p, i, run)
+	}
+	if st = sKey; i == n {
+		goto leave
+	}
+keyHere:
+	st = sKey
+	if p[i] != '"' {
+		goto leave
+	}
+	if j = stringStop(p, i+1); j < n && p[j] == '"' {
+		i = j + 1
+	} else if end, ok := stringEnd(p, j); ok {
+		i = end
+	} else {
+		goto leave
+	}
+colon:
+	if i < n && isSpace(p[i]) {
+		i, run = h.spaces(k, p, i, run)
+	}
+	if st = sColon; i == n || p[i] != ':' {
+		goto leave
+	}
+	i++
+	goto value
+
+next:
+	if i < n && isSpace(p[i]) {
+		i, run = h.spaces(k, p, i, run)
+	}
+	if st = sNext; i == n {
+		goto leave
+	}
+	switch p[i] {
+	case ',':
+		i++
+		if object {
+			goto key
+		}
+		goto value
+	case '}':
+		closes = true
+	case ']':
+		closes = false
+	default:
+		goto leave
+	}
+	if closes != object {
+		goto leave
+	}
+close:
+	frames = frames[:len(frames)-1]
+	i++
+	st = sNext
+	if len(frames) == 0 || frames[len(frames)-1].keep == keepSome {
+		goto leave
+	}
+	object = frames[len(frames)-1].object
+	goto next
+
 leave:
+	h.frames = frames
 	h.emitRun(k, p[run:i])
 	h.st = st
 	return i
 }
+
+// spaces emits the run before the whitespace at p[i] and skips it.
+func (h *JSONHasher) spaces(k keep, p []byte, i, run int) (int, int) {
+	h.emitRun(k, p[run:i])
+	for i++; i < len(p) && isSpace(p[i]); i++ {
+	}
+	return i, i
+}
+
+// Byte classes of the lane.
+const (
+	cOther uint8 = iota
+	cSpace
+	cQuote
+	cColon
+	cComma
+	cOpen
+	cClose
+	cDigit  // 0-9
+	cScalar // '-', t, f, n: the rest of the scalars
+)
+
+var byteClass = func() (t [256]uint8) {
+	for _, c := range " \t\n\r" {
+		t[c] = cSpace
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = cDigit
+	}
+	for _, c := range "-tfn" {
+		t[c] = cScalar
+	}
+	t['"'], t[':'], t[','] = cQuote, cColon, cComma
+	t['{'], t['['], t['}'], t[']'] = cOpen, cOpen, cClose, cClose
+	return t
+}()
 
 // emitRun adds bytes of a region kept as k to the streams they belong to.
 // No member is pending in such a region, so long runs go to the hash
@@ -166,11 +304,11 @@ func stringEnd(p []byte, i int) (int, bool) {
 func scalarEnd(p []byte, i int) (int, bool) {
 	switch p[i] {
 	case 't':
-		return literalEnd(p, i, "true")
+		return i + 4, len(p)-i >= 4 && binary.LittleEndian.Uint32(p[i:]) == trueWord
 	case 'f':
-		return literalEnd(p, i, "false")
+		return i + 5, len(p)-i >= 5 && binary.LittleEndian.Uint32(p[i+1:]) == alseWord
 	case 'n':
-		return literalEnd(p, i, "null")
+		return i + 4, len(p)-i >= 4 && binary.LittleEndian.Uint32(p[i:]) == nullWord
 	}
 	j := i
 	if p[j] == '-' {
@@ -207,48 +345,12 @@ func scalarEnd(p []byte, i int) (int, bool) {
 	return j, j < len(p)
 }
 
-func literalEnd(p []byte, i int, lit string) (int, bool) {
-	if len(p)-i < len(lit) || string(p[i:i+len(lit)]) != lit {
-		return 0, false
-	}
-	return i + len(lit), true
-}
-
-// members reads, from the opening quote of a name at p[i], the members of
-// an object whose names are matched, for as long as they are simple: a
-// name, a colon and a scalar that all end within p. It stops at a
-// container value (the lane or the general scanner reads it) and at
-// anything else, leaving the general scanner in the state it would have
-// reached.
-func (h *JSONHasher) members(p []byte, i int) int {
-	for {
-		h.beginKey(i)
-		end, ok := stringEnd(p, i+1)
-		if !ok {
-			return i + 1
-		}
-		h.endString(p, end-1)
-		if i = skipSpace(p, end); i == len(p) || p[i] != ':' {
-			return i
-		}
-		h.emitByte(':', true)
-		h.st = sValue
-		if i = skipSpace(p, i+1); i == len(p) || p[i] == '{' || p[i] == '[' {
-			return i
-		}
-		if i = h.beginValue(p, i); h.bad || h.st != sNext {
-			return i
-		}
-		if i = skipSpace(p, i); i == len(p) || p[i] != ',' {
-			return i
-		}
-		h.emitByte(',', false)
-		h.st = sKey
-		if i = skipSpace(p, i+1); i == len(p) || p[i] != '"' {
-			return i
-		}
-	}
-}
+// The literals as little-endian words ("false" without its f).
+var (
+	trueWord = binary.LittleEndian.Uint32([]byte("true"))
+	alseWord = binary.LittleEndian.Uint32([]byte("alse"))
+	nullWord = binary.LittleEndian.Uint32([]byte("null"))
+)
 
 func skipSpace(p []byte, i int) int {
 	for i < len(p) && isSpace(p[i]) {
@@ -259,11 +361,44 @@ func skipSpace(p []byte, i int) int {
 
 // plainRun returns the index of the first byte from p[i] that ends a run
 // of plain string bytes (a quote, a backslash or a control character), or
-// len(p). (Testing eight bytes at a time was slower on API bodies, whose
-// strings are short.)
+// len(p). It tests eight bytes at a time and takes the first special
+// byte's place from the lowest bit set, so a short string costs one word
+// and no loop whose exit is mispredicted.
 func plainRun(p []byte, i int) int {
+	for ; i+8 <= len(p); i += 8 {
+		x := binary.LittleEndian.Uint64(p[i:])
+		if m := specials(x); m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
 	for i < len(p) && strPlain[p[i]] {
 		i++
 	}
 	return i
+}
+
+// stringStop is plainRun with its first word inlined into the caller:
+// most strings of an API body are names and short values.
+func stringStop(p []byte, i int) int {
+	if i+8 <= len(p) {
+		if m := specials(binary.LittleEndian.Uint64(p[i:])); m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+		return plainRun(p, i+8)
+	}
+	return plainRun(p, i)
+}
+
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// specials sets the high bit of every byte of x that is a quote, a
+// backslash or below 0x20. The lowest bit set is exact; the subtractions'
+// borrows may set bits above a true one, which do not matter.
+func specials(x uint64) uint64 {
+	quote := x ^ (ones * '"')
+	backslash := x ^ (ones * '\\')
+	return (((quote - ones) &^ quote) | ((backslash - ones) &^ backslash) | ((x - ones*0x20) &^ x)) & highs
 }

@@ -8,7 +8,7 @@ import (
 // keyLimit is the longest escaped name worth gathering: every escape
 // stands for at least one byte, so a longer name is longer than any
 // segment once unescaped.
-func (s *Semantic) keyLimit() int { return 6*s.maxLit + 6 }
+func (s *Semantic) keyLimit() int { return s.keyMax }
 
 // gather adds a piece of a name that spans chunks.
 func (h *JSONHasher) gather(b []byte) {
@@ -30,6 +30,16 @@ func (h *JSONHasher) matchName(raw []byte) int32 {
 	if h.keyLong || len(raw) > h.s.keyLimit() {
 		return h.s.states[state].other
 	}
+	return h.matchRaw(state, raw)
+}
+
+// matchPlain is matchName for a name known to hold neither escapes nor
+// bytes outside ASCII, as nameEnd tells.
+func (h *JSONHasher) matchPlain(raw []byte) int32 {
+	return h.s.member(h.frames[len(h.frames)-1].state, raw)
+}
+
+func (h *JSONHasher) matchRaw(state int32, raw []byte) int32 {
 	for _, c := range raw {
 		if c == '\\' || c >= utf8.RuneSelf {
 			var ok bool

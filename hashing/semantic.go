@@ -24,6 +24,7 @@ type Semantic struct {
 	only   bool
 	states []matchState
 	maxLit int // the longest literal segment, in bytes
+	keyMax int // 6*maxLit + 6: see keyLimit
 }
 
 type matchState struct {
@@ -67,6 +68,7 @@ func NewSemantic(ignore, only []Pointer) (*Semantic, error) {
 			s.maxLit = max(s.maxLit, len(seg))
 		}
 	}
+	s.keyMax = 6*s.maxLit + 6
 	if len(ptrs) == 0 {
 		return s, nil
 	}

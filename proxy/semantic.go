@@ -34,27 +34,33 @@ func isJSON(h http.Header) bool {
 // else that of its bytes. A body the rule cannot apply to is logged once
 // per resource.
 func (m *Middleware) bodyHash(bw *bodyWriter, r *http.Request) (digest string, semantic bool) {
-	if bw.json != nil {
-		if bw.jsonOn && bw.json.Valid() {
-			return string(bw.json.AppendETag(bw.tagBuf[:0])), true
+	switch {
+	case bw.json == nil:
+	case bw.jsonOn && bw.json.Valid():
+		return string(bw.json.AppendETag(bw.tagBuf[:0])), true
+	case bw.jsonOn:
+		m.notJSON(r, "body is not valid JSON; its ETag is the hash of its bytes", bw, zap.Error(bw.json.Err()))
+		// Declared JSON, so only its tokens were hashed as it came: hash
+		// the bytes now, from the buffer or the temporary file.
+		bw.jsonOn, bw.jsonBad = false, true
+		bw.hasher.Reset()
+		if _, err := bw.body.WriteTo(bw.hasher); err != nil {
+			m.log.Warn("cannot read back a buffered body to hash it", requestFields(r, zap.Error(err))...)
 		}
-		m.notJSON(bw, r)
+	case !bw.jsonBad:
+		m.notJSON(r, "body is not application/json or +json; its ETag is the hash of its bytes", bw)
 	}
 	return string(bw.hasher.AppendETag(bw.tagBuf[:0])), false
 }
 
 // notJSON tells the operator, once per resource, that json_ignore or
 // json_only did not apply to its body.
-func (m *Middleware) notJSON(bw *bodyWriter, r *http.Request) {
+func (m *Middleware) notJSON(r *http.Request, msg string, bw *bodyWriter, extra ...zap.Field) {
 	if !m.notJSONLogged.first(m.resourceKey(r)) {
 		return
 	}
 	fields := requestFields(r, zap.String("content_type", first(bw.header, "Content-Type")))
-	if bw.jsonOn {
-		m.log.Warn("body is not valid JSON; its ETag is the hash of its bytes", append(fields, zap.Error(bw.json.Err()))...)
-		return
-	}
-	m.log.Warn("body is not application/json or +json; its ETag is the hash of its bytes", fields...)
+	m.log.Warn(msg, append(fields, extra...)...)
 }
 
 // onceTable remembers which resources were logged, in bounded memory: a

@@ -43,12 +43,13 @@ type bodyWriter struct {
 	stopped bool // errStop was returned
 	wrote   bool // headers went to the client
 
-	bodies *spooler
-	body   spool // started once the response is known to be buffered
-	hasher hashing.Hasher
-	json   *hashing.JSONHasher // with json_ignore or json_only
-	jsonOn bool                // the body being buffered is declared JSON: json hashes it too
-	tagBuf [80]byte            // room for a quoted base64 SHA-256 or BLAKE3 tag
+	bodies  *spooler
+	body    spool // started once the response is known to be buffered
+	hasher  hashing.Hasher
+	json    *hashing.JSONHasher // with json_ignore or json_only
+	jsonOn  bool                // the body being buffered is declared JSON: json hashes it instead of hasher
+	jsonBad bool                // it was not JSON after all: hasher has its bytes now
+	tagBuf  [80]byte            // room for a quoted base64 SHA-256 or BLAKE3 tag
 }
 
 func (w *bodyWriter) Header() http.Header { return w.header }
@@ -116,9 +117,10 @@ func (w *bodyWriter) Write(p []byte) (int, error) {
 		if _, err := w.body.Write(p); err != nil {
 			return 0, err
 		}
-		_, _ = w.hasher.Write(p)
 		if w.jsonOn {
-			_, _ = w.json.Write(p)
+			_, _ = w.json.Write(p) // the bytes are hashed only if it is not JSON
+		} else {
+			_, _ = w.hasher.Write(p)
 		}
 		return len(p), nil
 	case modePass:
