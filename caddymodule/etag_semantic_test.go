@@ -166,7 +166,7 @@ const volatileMembers = "/generated_at /request_id /owner/updated_at /parts/*/fe
 // does, and If-None-Match and If-Match work again.
 func TestSemanticIgnore(t *testing.T) {
 	u := startSemanticAPI(t)
-	base := testutil.Start(t, fmt.Sprintf("http://127.0.0.1:{port} {\n\tetag {\n\t\tjson_ignore %s\n\t}\n\treverse_proxy %s\n}\n", volatileMembers, u.srv.Listener.Addr()))
+	base := testutil.Start(t, fmt.Sprintf(":{port} {\n\tbind 127.0.0.1\n\tetag {\n\t\tjson_ignore %s\n\t}\n\treverse_proxy %s\n}\n", volatileMembers, u.srv.Listener.Addr()))
 	url := base + "/items/1"
 
 	first := semanticDo(t, "GET", url, "")
@@ -220,7 +220,7 @@ func TestSemanticIgnore(t *testing.T) {
 // without the member counts whole.
 func TestSemanticOnly(t *testing.T) {
 	u := startSemanticAPI(t)
-	base := testutil.Start(t, fmt.Sprintf("http://127.0.0.1:{port} {\n\tetag {\n\t\tjson_only /etag\n\t}\n\treverse_proxy %s\n}\n", u.srv.Listener.Addr()))
+	base := testutil.Start(t, fmt.Sprintf(":{port} {\n\tbind 127.0.0.1\n\tetag {\n\t\tjson_only /etag\n\t}\n\treverse_proxy %s\n}\n", u.srv.Listener.Addr()))
 	url := base + "/items/1"
 
 	first := semanticDo(t, "GET", url, "")
@@ -248,7 +248,7 @@ func TestSemanticOnly(t *testing.T) {
 func TestSemanticNotJSON(t *testing.T) {
 	u := startSemanticAPI(t)
 	globals, logPath := semanticLog(t)
-	base := testutil.StartWith(t, globals, fmt.Sprintf("http://127.0.0.1:{port} {\n\tetag {\n\t\tjson_ignore /generated_at\n\t}\n\treverse_proxy %s\n}\n", u.srv.Listener.Addr()))
+	base := testutil.StartWith(t, globals, fmt.Sprintf(":{port} {\n\tbind 127.0.0.1\n\tetag {\n\t\tjson_ignore /generated_at\n\t}\n\treverse_proxy %s\n}\n", u.srv.Listener.Addr()))
 	for _, c := range []struct{ path, body, msg string }{
 		{"/broken", `{"id": 1, "name": "trunc`, "body is not valid JSON; its ETag is the hash of its bytes"},
 		{"/text", "plain text, hashed as bytes\n", "body is not application/json or +json; its ETag is the hash of its bytes"},
@@ -287,7 +287,7 @@ func TestSemanticAfterPut(t *testing.T) {
 			if c.options != "" {
 				etag = "etag {\n\t\t" + c.options + "\n\t}"
 			}
-			base := testutil.Start(t, fmt.Sprintf("http://127.0.0.1:{port} {\n\t%s\n\treverse_proxy %s\n}\n", etag, u.srv.Listener.Addr()))
+			base := testutil.Start(t, fmt.Sprintf(":{port} {\n\tbind 127.0.0.1\n\t%s\n\treverse_proxy %s\n}\n", etag, u.srv.Listener.Addr()))
 			url := fmt.Sprintf("%s/docs/%v", base, c.tagged)
 			created := semanticDo(t, "PUT", url, "{\n  \"title\": \"draft\",\n  \"lines\": [1, 2]\n}\n", "If-None-Match", "*", "Content-Type", "application/json")
 			if created.status != http.StatusCreated {
