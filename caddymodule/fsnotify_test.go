@@ -618,3 +618,31 @@ func TestFSNotifyReloadFlushesWindow(t *testing.T) {
 		}
 	}
 }
+
+// TestFSNotifyQumuloURLAsWritten uses the URL as Qumulo's documentation
+// writes it, with & where ? belongs: the rest is the query it means,
+// merged with a real query if there is one too.
+func TestFSNotifyQumuloURLAsWritten(t *testing.T) {
+	root := t.TempDir()
+	testutil.Must(t, os.MkdirAll(filepath.Join(root, "sub", "deep"), 0o755))
+	testutil.Must(t, os.MkdirAll(filepath.Join(root, "notify&odd"), 0o755))
+	base := startNotify(t, root)
+
+	s := ssetest.MustOpen(t, testutil.Client(), base+"/v1/files/%2Fsub/notify&filter=child_file_removed&recursive=true", nil)
+	both := ssetest.MustOpen(t, testutil.Client(), base+"/v1/files/%2Fsub/notify&filter=child_file_removed?recursive=true", nil)
+	writeFile(t, filepath.Join(root, "sub", "deep", "f"), "x")
+	testutil.Must(t, os.Remove(filepath.Join(root, "sub", "deep", "f")))
+	for _, st := range []*ssetest.Stream{s, both} {
+		got := st.Collect(t, arrive, func(ns []ssetest.Notification) bool { return len(ns) > 0 })
+		if len(got) != 1 || got[0].Type != "child_file_removed" || got[0].Path != "deep/f" {
+			t.Errorf("filtered recursive stream got:\n%s", ssetest.Format(got))
+		}
+	}
+
+	resp, d := getProblem(t, "GET", base+"/v1/files/sub/notify&recursive=yes")
+	if resp.StatusCode != 400 || !slices.Contains(d.ValidValues, "true") {
+		t.Errorf("recursive=yes after &: %d %+v, want 400", resp.StatusCode, d)
+	}
+	// A directory whose name starts with "notify&" is still a ref.
+	ssetest.MustOpen(t, testutil.Client(), base+"/v1/files/notify&odd/notify", nil)
+}

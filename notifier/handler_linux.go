@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -17,27 +18,36 @@ import (
 
 const notifySuffix = "/notify"
 
-// refOf extracts the still-escaped ref of a <prefix>/<ref>/notify URL.
-func (n *Notifier) refOf(r *http.Request) (string, bool) {
-	p := r.URL.EscapedPath()
+// target splits a notify URL into its still-escaped ref and its query. The
+// URL as Qumulo's documentation writes it, with & where ? belongs
+// (<prefix>/<ref>/notify&filter=...&recursive=...), is taken for the
+// query it means: a last path segment "notify&..." holds the query.
+func (n *Notifier) target(r *http.Request) (ref, rawQuery string, ok bool) {
+	p, rawQuery := r.URL.EscapedPath(), r.URL.RawQuery
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		if q, found := strings.CutPrefix(p[i+1:], "notify&"); found {
+			p = p[:i] + notifySuffix
+			rawQuery = strings.Trim(q+"&"+rawQuery, "&")
+		}
+	}
 	pre := n.cfg.Prefix + "/"
 	if len(p) <= len(pre)+len(notifySuffix) || !strings.HasPrefix(p, pre) || !strings.HasSuffix(p, notifySuffix) {
-		return "", false
+		return "", "", false
 	}
-	return p[len(pre) : len(p)-len(notifySuffix)], true
+	return p[len(pre) : len(p)-len(notifySuffix)], rawQuery, true
 }
 
 // Match reports whether r is addressed to the notify endpoint, i.e. its
 // path is <prefix>/<ref>/notify. Other requests are not n's business.
 func (n *Notifier) Match(r *http.Request) bool {
-	_, ok := n.refOf(r)
+	_, _, ok := n.target(r)
 	return ok
 }
 
 // ServeHTTP answers GET <prefix>/<ref>/notify?filter=...&recursive=... with
 // a stream of server-sent events, and every error with a problem document.
 func (n *Notifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ref, ok := n.refOf(r)
+	ref, rawQuery, ok := n.target(r)
 	if !ok {
 		n.fail(w, r, http.StatusNotFound, "not a notify URL; expected "+n.cfg.Prefix+"/<ref>/notify", nil, nil)
 		return
@@ -51,7 +61,7 @@ func (n *Notifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n.fail(w, r, http.StatusServiceUnavailable, "the server is shutting down or reloading", nil, sse.ErrClosed)
 		return
 	}
-	q := r.URL.Query()
+	q, _ := url.ParseQuery(rawQuery) // what parses, as r.URL.Query() does
 	filter, err := ParseFilter(strings.Join(q["filter"], ","))
 	if err != nil {
 		n.fail(w, r, http.StatusBadRequest, "filter: "+strings.TrimPrefix(err.Error(), "notifier: "),

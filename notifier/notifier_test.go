@@ -160,16 +160,21 @@ func TestTopicJSON(t *testing.T) {
 func TestMatchesNotifyURLs(t *testing.T) {
 	n := &Notifier{cfg: Config{Prefix: "/v1/files"}}
 	for path, want := range map[string]bool{
-		"/v1/files/%2F/notify":         true,
-		"/v1/files/a/b/notify":         true,
-		"/v1/files/1234/notify":        true,
-		"/v1/files/notify":             false,
-		"/v1/files//notify":            false,
-		"/v1/files/a/notify/":          false,
-		"/v1/files/a":                  false,
-		"/v2/files/a/notify":           false,
-		"/v1/filesx/a/notify":          false,
-		"/v1/files/a/notify?recursive": true,
+		"/v1/files/%2F/notify":                          true,
+		"/v1/files/a/b/notify":                          true,
+		"/v1/files/1234/notify":                         true,
+		"/v1/files/notify":                              false,
+		"/v1/files//notify":                             false,
+		"/v1/files/a/notify/":                           false,
+		"/v1/files/a":                                   false,
+		"/v2/files/a/notify":                            false,
+		"/v1/filesx/a/notify":                           false,
+		"/v1/files/a/notify?recursive":                  true,
+		"/v1/files/a/notify&recursive=true":             true,
+		"/v1/files/%2Fa/notify&filter=x&recursive=true": true,
+		"/v1/files/notify&a/notify":                     true,
+		"/v1/files/a/notifyx&b=c":                       false,
+		"/v1/files/notify&filter=x":                     false,
 	} {
 		u, _ := url.Parse("http://h" + path)
 		if got := n.Match(&http.Request{URL: u}); got != want {
