@@ -114,6 +114,12 @@ var opCases = []opCase{
 		ops: "mv @/m m\ncreate m/y", want: []string{"child_dir_moved_to m", "child_file_added m/y"}},
 	{name: "rmdir deep, recursive", recursive: true, setup: "mkdir s\nmkdir s/t\ncreate s/t/f", ops: "rm s/t/f\nrmdir s/t",
 		want: []string{"child_file_removed s/t/f", "child_dir_removed s/t"}},
+	// Entries and then an attribute of their directory, in one burst: the
+	// directory's new mtime is its entries', not a change of its own, and
+	// the chmod is still told although the directory is examined once,
+	// after both.
+	{name: "chmod of a directory after entries made in it, recursive", recursive: true, setup: "mkdir d", ops: "create d/f\ncreate d/g\nchmod d 700",
+		want: []string{"child_file_added d/f", "child_file_added d/g", "child_acl_changed d"}},
 }
 
 // TestNotificationTypes performs each case's operations on real files

@@ -35,6 +35,7 @@ func (n *Notifier) process(evs []inotifyEvent) {
 			}
 			continue
 		}
+		n.freshen(x, ev.name)
 		switch {
 		case ev.mask&unix.IN_CREATE != 0:
 			n.onCreate(x, ev.name, ev.mask)

@@ -128,9 +128,11 @@ func (n *Notifier) locate(x *node) (string, bool) {
 	return found, found != ""
 }
 
-// releaseFDs closes the descriptors of this batch and removes the tops
-// found to have left root.
+// releaseFDs ends a batch of work: it refreshes the directories marked by
+// refreshInParent, closes the descriptors of the batch and removes the
+// tops found to have left root.
 func (n *Notifier) releaseFDs() {
+	n.refreshStale()
 	for x, fd := range n.fds {
 		if fd >= 0 {
 			closeFD(fd)
@@ -290,12 +292,44 @@ func (n *Notifier) scan(x *node, dirfd int, report reporting) error {
 	return nil
 }
 
-// refreshInParent updates the parent's snapshot of directory x after its
-// contents changed, so that a later attribute change of x is not also
-// reported as the mtime change its new entries caused.
+// refreshInParent marks directory x, whose contents changed, so that the
+// parent's snapshot of it is read again once the work in progress is done
+// (releaseFDs), or before an event about x itself (freshen): a later
+// attribute change of x is then not also reported as the mtime change its
+// new entries caused. A burst of events in one directory costs one statx
+// of it, not one per event.
 func (n *Notifier) refreshInParent(x *node) {
+	if x.parent != nil {
+		n.stale[x] = struct{}{}
+	}
+}
+
+// freshen refreshes the snapshot of entry name of x now if it is a
+// directory marked by refreshInParent.
+func (n *Notifier) freshen(x *node, name string) {
+	if len(n.stale) == 0 {
+		return
+	}
+	if e := x.entries[name]; e != nil && e.child != nil {
+		if _, ok := n.stale[e.child]; ok {
+			delete(n.stale, e.child)
+			n.refreshNow(e.child)
+		}
+	}
+}
+
+// refreshStale refreshes every directory marked by refreshInParent.
+func (n *Notifier) refreshStale() {
+	for x := range n.stale {
+		delete(n.stale, x)
+		n.refreshNow(x)
+	}
+}
+
+// refreshNow updates the parent's snapshot of directory x.
+func (n *Notifier) refreshNow(x *node) {
 	p := x.parent
-	if p == nil {
+	if p == nil || x.gone {
 		return
 	}
 	e := p.entries[x.name]
@@ -303,8 +337,10 @@ func (n *Notifier) refreshInParent(x *node) {
 		return
 	}
 	if s, err := n.statEntry(p, x.name, false); err == nil && s.ino == e.ino {
-		s.xattrs, s.acl = e.xattrs, e.acl
-		e.snap = s
+		// What its entries change, and only that: an attribute change of
+		// x made before this statx, whose event is still to come, must
+		// find the old value to compare with.
+		e.size, e.mtime, e.ctime = s.size, s.mtime, s.ctime
 	}
 }
 

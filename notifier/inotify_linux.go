@@ -106,5 +106,6 @@ func (n *Notifier) read() {
 		}
 		n.backlogMu.Unlock()
 		n.wakeLoop()
+		time.Sleep(gather)
 	}
 }

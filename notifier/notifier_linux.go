@@ -51,6 +51,7 @@ type Notifier struct {
 	moves     map[uint32]*pendingMove // by inotify cookie
 	idCache   map[uint64]string       // directory inode → path relative to root
 	fds       map[*node]int           // descriptors opened for the work in progress
+	stale     map[*node]struct{}      // directories whose snapshot in their parent is to be read again
 	lost      []*node                 // tops found outside root, to remove
 	overflows uint64                  // kernel queue overflows
 
@@ -122,6 +123,7 @@ func New(cfg Config) (*Notifier, error) {
 		moves:      make(map[uint32]*pendingMove),
 		idCache:    make(map[uint64]string),
 		fds:        make(map[*node]int),
+		stale:      make(map[*node]struct{}),
 	}
 	hubCfg := cfg.Hub
 	hubCfg.Logger = cfg.Logger
