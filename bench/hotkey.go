@@ -81,8 +81,12 @@ func (b *bench) hotKey(ctx context.Context, etag string) (row, error) {
 	c[5], c[6] = fmtDur(acc.percentile(0.50)), fmtDur(acc.percentile(0.99))
 	c[7] = fmtDur(one.cpuPerReq()) + " → " + fmtDur(acc.cpuPerReq())
 	c[9] = fmt.Sprintf("%.2f → %.2f", one.upstreamPerReq(), acc.upstreamPerReq())
-	notes := []string{fmt.Sprintf("plain req/s is the bound: 1 / one lock holder's upstream trips (GET, PUT, GET on one connection, median %s); etag req/s the writes committed; plain p50/p99 one writer alone (%.0f writes/s), etag p50/p99 the %d writers (≈ the wait for the lock)",
-		fmtDur(trips[len(trips)/2]), one.rps(), b.o.conc)}
+	every := time.Duration(0)
+	if acc.rps() > 0 {
+		every = time.Duration(float64(time.Second) / acc.rps())
+	}
+	notes := []string{fmt.Sprintf("plain req/s is the bound: 1 / one lock holder's upstream trips (GET, PUT, GET on one connection, median %s); etag req/s the writes committed, one every %s; plain p50/p99 one writer alone (%.0f writes/s), etag p50/p99 the %d writers (≈ the wait for the lock)",
+		fmtDur(trips[len(trips)/2]), fmtDur(every), one.rps(), b.o.conc)}
 	if p := acc.problems(204); p != "" {
 		notes = append(notes, "writers: "+p)
 	}
