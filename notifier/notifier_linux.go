@@ -30,6 +30,8 @@ type Notifier struct {
 	root string // absolute, symlinks resolved
 	hub  *sse.Hub[change]
 
+	walks idWalks // shared walks of root, for file IDs
+
 	rootMu           sync.RWMutex // held (read) while rootFD is used outside mu
 	rootFD           int          // O_PATH descriptor of root; -1 once closed
 	rootDev, rootIno uint64
@@ -275,6 +277,9 @@ func (n *Notifier) tick(now time.Time) time.Duration {
 		}
 		clear(n.lingering[len(keep):])
 		n.lingering = keep
+	}
+	if at, ok := n.forgetStaleWalk(now); ok {
+		due(at)
 	}
 	return next
 }

@@ -100,7 +100,8 @@ func (n *Notifier) openRel(rel string) (int, string, error) {
 }
 
 // pathOfID finds the directory whose inode is ino: the root, a watched
-// directory, a cached answer still true, or else a walk of the tree.
+// directory, a cached answer still true, or else a recent walk of the
+// tree (recentWalk).
 func (n *Notifier) pathOfID(ino uint64) (string, error) {
 	if ino == n.rootIno {
 		return ".", nil
@@ -126,31 +127,14 @@ func (n *Notifier) pathOfID(ino uint64) (string, error) {
 			return rel, nil
 		}
 	}
-	found, foundDir := "", false
-	seen := make(map[uint64]string)
-	walkInodes(n.rootFD, func(rel string, i uint64, isDir bool) bool {
-		if isDir && len(seen) < 1<<16 {
-			seen[i] = rel
-		}
-		if i == ino {
-			found, foundDir = rel, isDir
-			return false
-		}
-		return true
-	})
-	n.mu.Lock()
-	if len(n.idCache)+len(seen) > 1<<16 {
-		clear(n.idCache)
-	}
-	for k, v := range seen {
-		n.idCache[k] = v
-	}
-	n.mu.Unlock()
+	rel, isDir, found := n.recentWalk().lookup(ino)
 	switch {
-	case found == "":
+	case !found:
 		return "", ErrNotFound
-	case !foundDir:
+	case !isDir:
 		return "", ErrNotDirectory
+	case !isDirAt(rel):
+		return "", ErrNotFound // moved or removed since the walk
 	}
-	return found, nil
+	return rel, nil
 }
