@@ -309,6 +309,7 @@ func (e *ETag) config() (proxy.Config, error) {
 			return repl.ReplaceAll(tmpl, "")
 		}
 	}
+	cfg.RouteError = routeError
 	cfg.ErrorStatus = func(err error) int {
 		var he caddyhttp.HandlerError
 		if errors.As(err, &he) && he.StatusCode != 0 {

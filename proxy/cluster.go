@@ -152,20 +152,18 @@ func (m *Middleware) unlock(r *http.Request, lease Lease) {
 // forwarded, the write is not forwarded; found while the upstream had it,
 // the upstream request was cancelled, and the write may or may not have
 // been applied.
-func (m *Middleware) leaseLost(w http.ResponseWriter, r *http.Request, while string) bool {
+func (m *Middleware) leaseLost(w http.ResponseWriter, r *http.Request, while string) (bool, error) {
 	l := leaseOf(r.Context())
 	if l == nil || !lost(l) {
-		return false
+		return false, nil
 	}
 	m.observe(LeaseLost)
 	m.log.Warn("write lock lost; write stopped", requestFields(r, zap.String("while", while), zap.Error(l.Check()))...)
 	if while == inFlight {
-		m.unavailable(w, fmt.Sprintf("the write lock of %s was lost while the upstream had the %s, so its request was cancelled; it may or may not have been applied: GET the resource before retrying",
+		return true, m.unavailable(w, r, fmt.Sprintf("the write lock of %s was lost while the upstream had the %s, so its request was cancelled; it may or may not have been applied: GET the resource before retrying",
 			r.URL.Path, r.Method))
-		return true
 	}
-	m.unavailable(w, fmt.Sprintf("the write lock of %s was lost %s, so the %s was not forwarded; retry later", r.URL.Path, while, r.Method))
-	return true
+	return true, m.unavailable(w, r, fmt.Sprintf("the write lock of %s was lost %s, so the %s was not forwarded; retry later", r.URL.Path, while, r.Method))
 }
 
 // inFlight names the moment a lease is lost after the write was forwarded.
@@ -173,9 +171,9 @@ const inFlight = "while the upstream had the write"
 
 // clusterUnavailable answers a write whose lock the cluster could not
 // give: nothing is forwarded without it.
-func (m *Middleware) clusterUnavailable(w http.ResponseWriter, r *http.Request, err error) {
+func (m *Middleware) clusterUnavailable(w http.ResponseWriter, r *http.Request, err error) error {
 	m.observe(ClusterUnavailable)
 	m.log.Error("cluster unreachable; write not forwarded", requestFields(r, zap.Error(err))...)
-	m.unavailable(w, fmt.Sprintf("the gateway cannot reach the lock service its replicas share, so the %s of %s was not forwarded; retry later",
+	return m.unavailable(w, r, fmt.Sprintf("the gateway cannot reach the lock service its replicas share, so the %s of %s was not forwarded; retry later",
 		r.Method, r.URL.Path))
 }

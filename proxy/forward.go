@@ -58,8 +58,10 @@ func (m *Middleware) forward(w http.ResponseWriter, r *http.Request, next Handle
 		}
 	}()
 	err := next.ServeHTTP(fw, fwd)
-	if err != nil && !fw.done && m.leaseLost(w, r, inFlight) {
-		return nil
+	if err != nil && !fw.done {
+		if lost, lerr := m.leaseLost(w, r, inFlight); lost {
+			return lerr
+		}
 	}
 	return err
 }

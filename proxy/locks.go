@@ -86,28 +86,26 @@ func (t *Locks) Len() int {
 // bounds the whole wait, whatever the lock is made of. A write that cannot
 // have the lock is answered here, in one place; one whose client left
 // while it waited is dropped. ok is false in both cases, and the write
-// must not be forwarded.
-func (m *Middleware) lockWrite(w http.ResponseWriter, r *http.Request, rk resourceKey) (lease Lease, ok bool) {
+// must not be forwarded; err is then what the answer returns (see refuse).
+func (m *Middleware) lockWrite(w http.ResponseWriter, r *http.Request, rk resourceKey) (lease Lease, ok bool, err error) {
 	ctx, cancel := context.WithTimeout(r.Context(), m.cfg.LockWait)
 	defer cancel()
 	unlock, err := m.locks.lock(ctx, rk.Lo)
 	if err == nil && m.cfg.Cluster == nil {
-		return localLease{unlock: unlock, cache: m.cache, rk: rk}, true
+		return localLease{unlock: unlock, cache: m.cache, rk: rk}, true, nil
 	}
 	if err == nil {
 		var shared Lease
 		if shared, err = m.cfg.Cluster.Lock(ctx, rk); err == nil {
-			return sharedLease{Lease: shared, local: unlock}, true
+			return sharedLease{Lease: shared, local: unlock}, true, nil
 		}
 		unlock()
 	}
 	if m.clientGone(r, "waiting for the resource's write lock") {
-		return nil, false
+		return nil, false, nil
 	}
 	if ctx.Err() == nil {
-		m.clusterUnavailable(w, r, err)
-		return nil, false
+		return nil, false, m.clusterUnavailable(w, r, err)
 	}
-	m.lockUnavailable(w, r, err)
-	return nil, false
+	return nil, false, m.lockUnavailable(w, r, err)
 }

@@ -13,7 +13,14 @@ import (
 	"github.com/etaggate/etaggate/internal/problem"
 )
 
-func (m *Middleware) badRequest(w http.ResponseWriter, r *http.Request, err error) {
+// refuse answers r with p: the problem document, or, when the server has
+// error routes of its own (RouteError), the error those routes render.
+// Every refusal of the engine goes through here.
+func (m *Middleware) refuse(w http.ResponseWriter, r *http.Request, p *problem.Details) error {
+	return problem.Answer(w, r, p, m.cfg.RouteError)
+}
+
+func (m *Middleware) badRequest(w http.ResponseWriter, r *http.Request, err error) error {
 	field := ""
 	var fe fieldError
 	if errors.As(err, &fe) {
@@ -25,10 +32,10 @@ func (m *Middleware) badRequest(w http.ResponseWriter, r *http.Request, err erro
 	if field != "" {
 		p.Extensions = map[string]any{"header": field}
 	}
-	problem.Write(w, p)
+	return m.refuse(w, r, p)
 }
 
-func (m *Middleware) preconditionFailed(w http.ResponseWriter, r *http.Request, field string, cur hashing.Tag) {
+func (m *Middleware) preconditionFailed(w http.ResponseWriter, r *http.Request, field string, cur hashing.Tag) error {
 	m.observe(PreconditionFailed)
 	m.log.Info("precondition failed", requestFields(r, zap.String("header", field), zap.String("etag", cur.Opaque))...)
 	var detail string
@@ -50,10 +57,10 @@ func (m *Middleware) preconditionFailed(w http.ResponseWriter, r *http.Request, 
 		w.Header()["Etag"] = []string{cur.String()}
 		p.Extensions["etag"] = cur.String()
 	}
-	problem.Write(w, p)
+	return m.refuse(w, r, p)
 }
 
-func (m *Middleware) checkFailed(w http.ResponseWriter, r *http.Request, err error) {
+func (m *Middleware) checkFailed(w http.ResponseWriter, r *http.Request, err error) error {
 	var ce *checkError
 	if !errors.As(err, &ce) {
 		ce = &checkError{status: http.StatusBadGateway, err: err}
@@ -72,13 +79,13 @@ func (m *Middleware) checkFailed(w http.ResponseWriter, r *http.Request, err err
 	} else {
 		detail = fmt.Sprintf("could not read the current state of %s to check the preconditions (%v), so the %s was not forwarded; retry later", r.URL.Path, ce.err, r.Method)
 	}
-	problem.Write(w, problem.New(ce.status, detail))
+	return m.refuse(w, r, problem.New(ce.status, detail))
 }
 
 // preconditionRequired answers 428 to a write under require_precondition
 // whose preconditions are absent or were all ignored (see protected); cur is
 // the current representation once it was looked up.
-func (m *Middleware) preconditionRequired(w http.ResponseWriter, r *http.Request, method, ignored string, cur *current) {
+func (m *Middleware) preconditionRequired(w http.ResponseWriter, r *http.Request, method, ignored string, cur *current) error {
 	m.observe(PreconditionRequired)
 	m.log.Info("precondition required", requestFields(r, zap.String("method_enforced", method), zap.String("ignored", ignored))...)
 	detail := fmt.Sprintf("%s %s needs a precondition: GET the resource and send its ETag in If-Match, or send If-None-Match: * to create it", method, r.URL.Path)
@@ -95,12 +102,12 @@ func (m *Middleware) preconditionRequired(w http.ResponseWriter, r *http.Request
 	if ignored != "" {
 		p.Extensions = map[string]any{"header": ignored}
 	}
-	problem.Write(w, p)
+	return m.refuse(w, r, p)
 }
 
 // badOverride answers 400 to a request whose method-override fields
 // disagree.
-func (m *Middleware) badOverride(w http.ResponseWriter, r *http.Request, err error) {
+func (m *Middleware) badOverride(w http.ResponseWriter, r *http.Request, err error) error {
 	m.observe(Malformed)
 	m.log.Info("conflicting method overrides", requestFields(r, zap.Error(err))...)
 	p := problem.New(http.StatusBadRequest, err.Error())
@@ -108,7 +115,7 @@ func (m *Middleware) badOverride(w http.ResponseWriter, r *http.Request, err err
 	if errors.As(err, &oe) {
 		p.Extensions = map[string]any{"header": oe.field}
 	}
-	problem.Write(w, p)
+	return m.refuse(w, r, p)
 }
 
 // gatewayStatus maps an error from the rest of the route to 504 for a
@@ -138,25 +145,24 @@ func (m *Middleware) readBroke(w http.ResponseWriter, r *http.Request, bw *bodyW
 		delete(h, k)
 	}
 	delete(h, "Etag")
-	problem.Write(w, problem.New(http.StatusBadGateway, fmt.Sprintf(
+	return m.refuse(w, r, problem.New(http.StatusBadGateway, fmt.Sprintf(
 		"the upstream's response to %s %s broke off before its end; retry later", r.Method, r.URL.Path)))
-	return nil
 }
 
 // lockUnavailable answers a write that could not have its resource's lock,
 // after waiting lock_wait for it.
-func (m *Middleware) lockUnavailable(w http.ResponseWriter, r *http.Request, err error) {
+func (m *Middleware) lockUnavailable(w http.ResponseWriter, r *http.Request, err error) error {
 	m.observe(LockTimeout)
 	m.log.Warn("no write lock within lock_wait; write not forwarded", requestFields(r, zap.Duration("lock_wait", m.cfg.LockWait), zap.Error(err))...)
-	m.unavailable(w, fmt.Sprintf("another write to %s held its lock for longer than %s, so the %s was not forwarded; retry later",
+	return m.unavailable(w, r, fmt.Sprintf("another write to %s held its lock for longer than %s, so the %s was not forwarded; retry later",
 		r.URL.Path, m.cfg.LockWait, r.Method))
 }
 
 // unavailable answers 503 with Retry-After: the write was not forwarded
 // and may succeed when retried.
-func (m *Middleware) unavailable(w http.ResponseWriter, detail string) {
+func (m *Middleware) unavailable(w http.ResponseWriter, r *http.Request, detail string) error {
 	w.Header()["Retry-After"] = []string{"1"}
-	problem.Write(w, problem.New(http.StatusServiceUnavailable, detail))
+	return m.refuse(w, r, problem.New(http.StatusServiceUnavailable, detail))
 }
 
 // clientGone reports whether r's client has left; its write is then dropped
@@ -173,17 +179,17 @@ func (m *Middleware) clientGone(r *http.Request, while string) bool {
 
 // bodyTooLarge answers a write whose body outgrew a limit set in front of
 // this handler (Caddy's request_body max_size).
-func (m *Middleware) bodyTooLarge(w http.ResponseWriter, r *http.Request, limit int64) {
+func (m *Middleware) bodyTooLarge(w http.ResponseWriter, r *http.Request, limit int64) error {
 	m.log.Info("request body too large; write not forwarded", requestFields(r, zap.Int64("limit", limit))...)
-	problem.Write(w, problem.New(http.StatusRequestEntityTooLarge, fmt.Sprintf(
+	return m.refuse(w, r, problem.New(http.StatusRequestEntityTooLarge, fmt.Sprintf(
 		"the body of the %s is larger than the %d bytes allowed, so it was not forwarded", r.Method, limit)))
 }
 
 // notFound answers a DELETE with If-Match tags whose resource does not
 // exist (see deletesNothing).
-func (m *Middleware) notFound(w http.ResponseWriter, r *http.Request) {
+func (m *Middleware) notFound(w http.ResponseWriter, r *http.Request) error {
 	m.observe(NotFound)
 	m.log.Info("DELETE of a missing resource; not forwarded", requestFields(r)...)
-	problem.Write(w, problem.New(http.StatusNotFound, fmt.Sprintf(
+	return m.refuse(w, r, problem.New(http.StatusNotFound, fmt.Sprintf(
 		"%s does not exist, so there is nothing to DELETE; its If-Match was not evaluated", r.URL.Path)))
 }

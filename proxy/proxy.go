@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etaggate/etaggate/hashing"
+	"github.com/etaggate/etaggate/internal/problem"
 )
 
 // Handler is the rest of the route. It has the shape of caddyhttp.Handler,
@@ -94,6 +95,10 @@ type Config struct {
 	// lock is released. It runs on the request's goroutine and must not
 	// block.
 	Written func(Written)
+	// RouteError, when set, may take the engine's refusals (400, 404, 412,
+	// 428, 502, 503 …) for the server's own error handling (Caddy's
+	// handle_errors); see problem.Router. Nil: problem documents.
+	RouteError problem.Router
 	// Observe, when set, is told the outcome of every request it handles.
 	Observe func(Outcome)
 	// Cluster coordinates this gateway with its other replicas: write locks
@@ -212,8 +217,7 @@ func (m *Middleware) ServeHTTP(w http.ResponseWriter, r *http.Request, next Hand
 	method, err := m.writeMethod(r)
 	switch {
 	case err != nil:
-		m.badOverride(w, r, err)
-		return nil
+		return m.badOverride(w, r, err)
 	case m.enforced[method]:
 		return m.serveWrite(w, r, next, method)
 	case r.Method == http.MethodGet || r.Method == http.MethodHead:

@@ -10,8 +10,7 @@ import (
 // preconditions are evaluated against the ETag that gives it.
 func (m *Middleware) serveRead(w http.ResponseWriter, r *http.Request, next Handler) error {
 	if err := checkSyntax(r); err != nil {
-		m.badRequest(w, r, err)
-		return nil
+		return m.badRequest(w, r, err)
 	}
 	var rk resourceKey
 	var gen uint64 // taken before the upstream read whose ETag may fill the cache
@@ -82,8 +81,7 @@ func (m *Middleware) serveRead(w http.ResponseWriter, r *http.Request, next Hand
 		writeNotModified(w)
 		return nil
 	case http.StatusPreconditionFailed:
-		m.preconditionFailed(w, r, v.header, etag)
-		return nil
+		return m.preconditionFailed(w, r, v.header, etag)
 	}
 	m.observe(Tagged)
 	if n := bw.body.Len(); declaredLength(h) != n || len(h["Content-Length"]) != 1 {

@@ -31,10 +31,10 @@ var errBodyReleased = errors.New("etag: the write's body was released")
 // receive reads r's body into a receivedBody. It returns nil, true when
 // there is nothing to receive or the body is declared longer than
 // max_body (it streams under the lock); ok is false when the write was
-// answered or dropped.
-func (m *Middleware) receive(w http.ResponseWriter, r *http.Request) (rb *receivedBody, ok bool) {
+// answered or dropped, and err is then what the answer returns (see refuse).
+func (m *Middleware) receive(w http.ResponseWriter, r *http.Request) (rb *receivedBody, ok bool, err error) {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || r.ContentLength > m.cfg.MaxBody {
-		return nil, true
+		return nil, true, nil
 	}
 	rb = &receivedBody{}
 	rb.sp.start(&m.bodies, max(r.ContentLength, 0))
@@ -52,34 +52,32 @@ func (m *Middleware) receive(w http.ResponseWriter, r *http.Request) (rb *receiv
 			if _, werr := rb.sp.Write(p[:n]); werr != nil {
 				rb.release()
 				m.log.Error("cannot store a write's body; write not forwarded", requestFields(r, zap.Error(werr))...)
-				m.unavailable(w, "the gateway could not store the body of the "+r.Method+", so it was not forwarded; retry later")
-				return nil, false
+				return nil, false, m.unavailable(w, r, "the gateway could not store the body of the "+r.Method+", so it was not forwarded; retry later")
 			}
 		}
 		if err == io.EOF {
-			return rb, true
+			return rb, true, nil
 		}
 		if err != nil {
 			rb.release()
-			m.bodyUnreadable(w, r, err)
-			return nil, false
+			return nil, false, m.bodyUnreadable(w, r, err)
 		}
 	}
 	rb.rest = r.Body // longer than max_body: the rest streams under the lock
-	return rb, true
+	return rb, true, nil
 }
 
 // bodyUnreadable answers a write whose body could not be read: one over a
 // limit set in front of this handler gets 413; otherwise the client broke
 // off, and there is no one to answer.
-func (m *Middleware) bodyUnreadable(w http.ResponseWriter, r *http.Request, err error) {
+func (m *Middleware) bodyUnreadable(w http.ResponseWriter, r *http.Request, err error) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		m.bodyTooLarge(w, r, mbe.Limit)
-		return
+		return m.bodyTooLarge(w, r, mbe.Limit)
 	}
 	m.observe(ClientGone)
 	m.log.Debug("client broke off sending the body; write dropped, not forwarded", requestFields(r, zap.Error(err))...)
+	return nil
 }
 
 // forward makes fwd send the received body, with its length when whole.

@@ -19,32 +19,32 @@ func (m *Middleware) serveWrite(w http.ResponseWriter, r *http.Request, next Han
 		w.Header()["Connection"] = []string{"close"}
 	}
 	if err := checkSyntax(r); err != nil {
-		m.badRequest(w, r, err)
-		return nil
+		return m.badRequest(w, r, err)
 	}
 	conditional := hasPreconditions(r.Header)
 	if m.required[method] {
 		if ok, ignored := protected(r.Header, nil); !ok {
-			m.preconditionRequired(w, r, method, ignored, nil)
-			return nil
+			return m.preconditionRequired(w, r, method, ignored, nil)
 		}
 	}
 
 	rk := m.resourceKey(r)
-	if conditional && m.refusedEarly(w, r, rk, next, method) {
-		return nil
+	if conditional {
+		if refused, err := m.refusedEarly(w, r, rk, next, method); refused {
+			return err
+		}
 	}
-	body, ok := m.receive(w, r)
+	body, ok, err := m.receive(w, r)
 	if !ok {
-		return nil
+		return err
 	}
 	defer body.release()
 	if body != nil && body.rest == nil {
 		delete(w.Header(), "Connection")
 	}
-	lease, ok := m.lockWrite(w, r, rk)
+	lease, ok, err := m.lockWrite(w, r, rk)
 	if !ok {
-		return nil
+		return err
 	}
 	defer m.unlock(r, lease)
 	// Under the lease, r's context also ends when the lease is lost; the
@@ -55,31 +55,31 @@ func (m *Middleware) serveWrite(w http.ResponseWriter, r *http.Request, next Han
 	if conditional {
 		cur, err := m.current(lr, rk, next, m.cfg.Verify == VerifyCache)
 		if err != nil {
-			if m.leaseLost(w, lr, "checking the preconditions") {
+			if lost, err := m.leaseLost(w, lr, "checking the preconditions"); lost {
+				return err
+			}
+			if m.clientGone(r, "checking the preconditions") {
 				return nil
 			}
-			if !m.clientGone(r, "checking the preconditions") {
-				m.checkFailed(w, r, err)
-			}
-			return nil
+			return m.checkFailed(w, r, err)
 		}
 		if deletesNothing(method, r.Header, cur) {
-			m.notFound(w, r)
-			return nil
+			return m.notFound(w, r)
 		}
 		v, _ := evaluateHeader(r.Header, false, cur) // syntax was checked above
 		if v.status != 0 {
-			m.preconditionFailed(w, r, v.header, cur.etag)
-			return nil
+			return m.preconditionFailed(w, r, v.header, cur.etag)
 		}
 		if m.required[method] {
 			if ok, ignored := protected(r.Header, &cur); !ok {
-				m.preconditionRequired(w, r, method, ignored, &cur)
-				return nil
+				return m.preconditionRequired(w, r, method, ignored, &cur)
 			}
 		}
 	}
-	if m.leaseLost(w, lr, "before forwarding") || m.clientGone(r, "before forwarding") {
+	if lost, err := m.leaseLost(w, lr, "before forwarding"); lost {
+		return err
+	}
+	if m.clientGone(r, "before forwarding") {
 		return nil
 	}
 	return m.forward(w, lr, next, rk, method, conditional, body)
@@ -89,30 +89,28 @@ func (m *Middleware) serveWrite(w http.ResponseWriter, r *http.Request, next Han
 // the gateway can already tell is false: from a fresh cache entry with
 // verify cache, or, when the client waits for 100 Continue before it
 // uploads, from a check made without the lock. What it lets through is
-// checked again under the lock.
-func (m *Middleware) refusedEarly(w http.ResponseWriter, r *http.Request, rk resourceKey, next Handler, method string) bool {
+// checked again under the lock. err is what a refusal returns (see refuse).
+func (m *Middleware) refusedEarly(w http.ResponseWriter, r *http.Request, rk resourceKey, next Handler, method string) (refused bool, err error) {
 	var cur current
 	switch {
 	case expectsContinue(r) && r.ContentLength <= m.cfg.MaxBody:
-		var err error
 		if cur, err = m.current(r, rk, next, m.cfg.Verify == VerifyCache); err != nil {
-			if !m.clientGone(r, "checking the preconditions") {
-				m.checkFailed(w, r, err)
+			if m.clientGone(r, "checking the preconditions") {
+				return true, nil
 			}
-			return true
+			return true, m.checkFailed(w, r, err)
 		}
 	case m.cfg.Verify == VerifyCache:
 		var ok bool
 		if cur, ok = m.cached(r, rk, variantOf(rk, m.vary, r.Header)); !ok {
-			return false
+			return false, nil
 		}
 	default:
-		return false
+		return false, nil
 	}
 	v, _ := evaluateHeader(r.Header, false, cur) // syntax was checked before
 	if v.status == 0 || deletesNothing(method, r.Header, cur) {
-		return false // a DELETE of nothing is answered under the lock
+		return false, nil // a DELETE of nothing is answered under the lock
 	}
-	m.preconditionFailed(w, r, v.header, cur.etag)
-	return true
+	return true, m.preconditionFailed(w, r, v.header, cur.etag)
 }

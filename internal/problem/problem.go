@@ -4,6 +4,7 @@ package problem
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 )
@@ -43,6 +44,24 @@ func (d *Details) MarshalJSON() ([]byte, error) {
 	return json.Marshal(m)
 }
 
+// representationFields describe a body that an upstream response left on
+// the writer, not the error answer that replaces it.
+var representationFields = [...]string{
+	"Content-Type", "Content-Length", "Content-Encoding", "Content-Range", "Content-Language",
+	"Content-Disposition", "Content-Md5", "Digest", "Content-Digest", "Repr-Digest",
+	"Last-Modified", "Accept-Ranges", "Transfer-Encoding", "Trailer",
+}
+
+// clearRepresentation drops the representationFields and forbids caching the
+// error answer. Headers that belong to the answer (ETag on a 412, Allow,
+// Retry-After, WWW-Authenticate) are left alone.
+func clearRepresentation(h http.Header) {
+	for _, k := range representationFields {
+		delete(h, k)
+	}
+	h.Set("Cache-Control", "no-store")
+}
+
 // Write sends d as the response. Headers already set on w (an ETag, say) are
 // kept; representation headers left by an upstream response are replaced.
 func Write(w http.ResponseWriter, d *Details) {
@@ -52,12 +71,29 @@ func Write(w http.ResponseWriter, d *Details) {
 		body = []byte(`{"type":"about:blank","status":500,"title":"Internal Server Error"}`)
 	}
 	h := w.Header()
-	for _, k := range []string{"Content-Encoding", "Content-Range", "Last-Modified", "Transfer-Encoding", "Content-Disposition", "Content-Language"} {
-		h.Del(k)
-	}
+	clearRepresentation(h)
 	h.Set("Content-Type", ContentType)
 	h.Set("Content-Length", strconv.Itoa(len(body)))
-	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(d.Status)
 	_, _ = w.Write(body)
+}
+
+// Router hands an error answer to the server's own error handling (Caddy's
+// handle_errors): it returns the error the handler must return to the
+// server, or nil when the server has no error handling for r.
+type Router func(r *http.Request, status int, err error) error
+
+// Answer refuses r with d: when route (which may be nil) takes the error,
+// Answer returns it for the handler to return, and the server's error
+// routes render it; otherwise it writes d and returns nil. Headers already
+// set on w are kept either way.
+func Answer(w http.ResponseWriter, r *http.Request, d *Details, route Router) error {
+	if route != nil {
+		if err := route(r, d.Status, errors.New(d.Detail)); err != nil {
+			clearRepresentation(w.Header())
+			return err
+		}
+	}
+	Write(w, d)
+	return nil
 }
