@@ -244,11 +244,15 @@ func run(ctx context.Context, o options) error {
 	}
 	if want("burst") && haveNotify {
 		progress("notifier burst against inotifywait")
-		res, err := b.burst(ctx, addr(cfg.Notify), cfg.Admin, notifyRoot)
-		if err != nil {
-			return fmt.Errorf("notifier burst: %w", err)
+		var runs []*burstResult
+		for i := range burstRuns {
+			res, err := b.burst(ctx, addr(cfg.Notify), cfg.Admin, notifyRoot, fmt.Sprintf("burst-%d", i))
+			if err != nil {
+				return fmt.Errorf("notifier burst: %w", err)
+			}
+			runs = append(runs, res)
 		}
-		rows = append(rows, res.rows()...)
+		rows = append(rows, burstRows(runs)...)
 	}
 
 	for _, s := range bodySizes {
