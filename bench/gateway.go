@@ -74,6 +74,8 @@ type gatewayConfig struct {
 	NotifyRoot           string
 	Batch                time.Duration
 	MaxSubscribers       int
+	// Redis, when set, makes the gateway a cluster replica on that Redis.
+	Redis string
 }
 
 var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
@@ -83,6 +85,11 @@ var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
 	log {
 		level ERROR
 	}
+{{- if .Redis}}
+	etaggate {
+		redis {{.Redis}}
+	}
+{{- end}}
 }
 
 # A: the plain gateway etaggate replaces.

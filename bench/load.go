@@ -19,6 +19,7 @@ type side struct {
 	pre  [][]byte // if set, sent (untimed) before each req, expecting 200
 	want int      // expected status
 	head bool
+	gw   *gateway // the process serving addr; nil for the bench's gateway
 }
 
 // result accumulates the rounds of one side.
@@ -189,7 +190,11 @@ func (b *bench) compare(ctx context.Context, slug string, sides []side) ([]*resu
 // round runs o.conc keep-alive workers against s for d. Requests that finish
 // after d are not counted.
 func (b *bench) round(ctx context.Context, s side, d time.Duration, profileName string) (*result, error) {
-	if err := b.gw.alive(); err != nil {
+	gw := s.gw
+	if gw == nil {
+		gw = b.gw
+	}
+	if err := gw.alive(); err != nil {
 		return nil, err
 	}
 	conc := b.o.conc
@@ -206,12 +211,12 @@ func (b *bench) round(ctx context.Context, s side, d time.Duration, profileName 
 	}
 	out := make([]workerResult, conc)
 
-	ms0, memErr := b.gw.memStats()
+	ms0, memErr := gw.memStats()
 	up0 := b.up.requests.Load()
-	cpu0, cpuErr := b.gw.cpuTime()
+	cpu0, cpuErr := gw.cpuTime()
 	var prof <-chan error
 	if profileName != "" && d >= time.Second {
-		prof = b.gw.profile(b.o.profileDir, profileName, d)
+		prof = gw.profile(b.o.profileDir, profileName, d)
 	}
 	start := time.Now()
 	deadline := start.Add(d)
@@ -284,13 +289,13 @@ func (b *bench) round(ctx context.Context, s side, d time.Duration, profileName 
 	}
 	wg.Wait()
 	res := &result{elapsed: d, statuses: make(map[int]int64), preBad: make(map[int]int64)}
-	if cpu1, err := b.gw.cpuTime(); err == nil && cpuErr == nil {
+	if cpu1, err := gw.cpuTime(); err == nil && cpuErr == nil {
 		res.cpu, res.cpuOK = cpu1-cpu0, true
 	}
 	res.upstream = b.up.requests.Load() - up0
 	var ms1 memStats
 	if memErr == nil {
-		ms1, memErr = b.gw.memStats()
+		ms1, memErr = gw.memStats()
 	}
 	if prof != nil {
 		if err := <-prof; err != nil {

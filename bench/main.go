@@ -52,7 +52,7 @@ func parseFlags() (options, error) {
 	flag.StringVar(&o.gateway, "gateway", "", "use this gateway binary instead of building ./cmd/caddy")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (Caddyfile, gateway log)")
 	flag.StringVar(&o.profileDir, "profile", "", "save gateway CPU and allocation profiles of each side's first round into this directory")
-	flag.StringVar(&only, "only", "", "run only the cases whose key matches this regexp (keys: get-1k get-4k get-64k get-1m get-4k-json 304 put sse-<n> burst hotkey)")
+	flag.StringVar(&only, "only", "", "run only the cases whose key matches this regexp (keys: get-1k get-4k get-64k get-1m get-4k-json 304 put sse-<n> burst hotkey cluster-get cluster-put handoff)")
 	flag.StringVar(&o.etagExtra, "etag", "", "extra directive added to every etag block, e.g. 'hash sha256'")
 	flag.StringVar(&o.putMode, "put-mode", "rmw", "PUT rows: rmw (a GET, untimed, before each PUT) or loop (PUTs back to back)")
 	flag.BoolVar(&o.aa, "aa", false, "leave etag out of the etag sites (A/A run: shows the harness's own noise)")
@@ -315,6 +315,18 @@ func run(ctx context.Context, o options) error {
 		rows = append(rows, r)
 	}
 
+	if want("cluster-get") || want("cluster-put") || want("handoff") {
+		if _, err := exec.LookPath("redis-server"); err != nil {
+			rows = append(rows, row{name: "Cluster rows", note: "skipped: redis-server is not installed (apt-get install redis-server)"})
+		} else {
+			rs, err := b.clusterRows(ctx, bin, dir, cfg, want)
+			if err != nil {
+				return fmt.Errorf("cluster: %w", err)
+			}
+			rows = append(rows, rs...)
+		}
+	}
+
 	fmt.Println(env)
 	fmt.Println()
 	printTable(os.Stdout, rows, o.batch)
@@ -357,32 +369,7 @@ func (b *bench) notModified(ctx context.Context, name, plain, etag string) (row,
 // the cost per write rather than contention for one key's lock; the body
 // written is the document's current content, so its ETag stays valid.
 func (b *bench) conditionalPut(ctx context.Context, plain, etagUp, etagCache, etagUpNoAfter, etagCacheNoAfter string) ([]row, error) {
-	body := b.up.doc
-	mk := func(name, addr string, conditional bool) (side, string, error) {
-		s := side{name: name, addr: addr}
-		note := ""
-		for w := range b.o.conc {
-			path := fmt.Sprintf("/doc/%s/%d", name, w)
-			var hdr [][2]string
-			if conditional {
-				tag, err := fetchETag(addr, path)
-				if err != nil {
-					return s, "", err
-				}
-				if tag == "" {
-					note = "no ETag from the etag site: unconditional PUTs"
-				} else {
-					hdr = [][2]string{{"If-Match", tag}}
-				}
-			}
-			hdr = append(hdr, [2]string{"Content-Type", "application/json"})
-			s.req = append(s.req, buildRequest("PUT", addr, path, hdr, body))
-			if b.o.putMode == "rmw" {
-				s.pre = append(s.pre, buildRequest("GET", addr, path, nil, nil))
-			}
-		}
-		return s, note, nil
-	}
+	mk := b.putSide
 	a, _, err := mk("plain", plain, false)
 	if err != nil {
 		return nil, err
@@ -417,6 +404,35 @@ func (b *bench) conditionalPut(ctx context.Context, plain, etagUp, etagCache, et
 		{name: what + ", verify upstream, etag_after_write off", a: res[0], b: res[3], wantA: 204, wantB: 204, note: noteU2},
 		{name: what + ", verify cache, etag_after_write off", a: res[0], b: res[4], wantA: 204, wantB: 204, note: noteC2},
 	}, nil
+}
+
+// putSide builds the PUT side named name against addr: each worker PUTs
+// its own document, with If-Match when conditional, after a GET of it in
+// read-modify-write mode. The note says when the site gave no ETag.
+func (b *bench) putSide(name, addr string, conditional bool) (side, string, error) {
+	s := side{name: name, addr: addr}
+	note := ""
+	for w := range b.o.conc {
+		path := fmt.Sprintf("/doc/%s/%d", name, w)
+		var hdr [][2]string
+		if conditional {
+			tag, err := fetchETag(addr, path)
+			if err != nil {
+				return s, "", err
+			}
+			if tag == "" {
+				note = "no ETag from the etag site: unconditional PUTs"
+			} else {
+				hdr = [][2]string{{"If-Match", tag}}
+			}
+		}
+		hdr = append(hdr, [2]string{"Content-Type", "application/json"})
+		s.req = append(s.req, buildRequest("PUT", addr, path, hdr, b.up.doc))
+		if b.o.putMode == "rmw" {
+			s.pre = append(s.pre, buildRequest("GET", addr, path, nil, nil))
+		}
+	}
+	return s, note, nil
 }
 
 // fetchETag GETs path from addr and returns the response's ETag.
