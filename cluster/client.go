@@ -186,6 +186,18 @@ func (c *Client) track(f func()) bool {
 	return true
 }
 
+// enter counts a goroutine that Close waits for, unless the client is
+// closing; the goroutine calls c.wg.Done when it ends.
+func (c *Client) enter() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return false
+	}
+	c.wg.Add(1)
+	return true
+}
+
 // unavailable wraps a Redis failure as ErrUnavailable and marks Redis down
 // for reads for a moment. When ctx has ended, its own error is returned
 // instead: the caller gave up, which says nothing about Redis.

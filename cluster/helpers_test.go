@@ -31,6 +31,17 @@ func raw(t *testing.T, srv *testutil.Redis) *redis.Client {
 	return r
 }
 
+// redisFor marks srv as a running cluster's Redis, for benchmarks.
+func redisFor(b *testing.B, srv *testutil.Redis) *redis.Client {
+	b.Helper()
+	r := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	b.Cleanup(func() { _ = r.Close() })
+	if err := r.Set(context.Background(), DefaultPrefix+"{boot}:id", "bench", 0).Err(); err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
 // markRunning gives a fresh Redis the marker a running cluster leaves, so
 // that a test about something else does not wait out the boot hold.
 func markRunning(t *testing.T, srv *testutil.Redis) {

@@ -13,13 +13,15 @@ type keys struct {
 	id   string // the resource key's hash in hex: no user data reaches Redis
 	lock string // the holder's token, with the lease as expiry
 	gen  string // the resource's cache generation
+	// wanted exists while someone waits: only then does a release publish.
+	wanted string
 }
 
 func (c *Client) keys(rk xxh3.Uint128) keys {
 	b := rk.Bytes()
 	id := hex.EncodeToString(b[:])
 	base := c.prefix + "{r:" + id + "}:"
-	return keys{id: id, lock: base + "lock", gen: base + "gen"}
+	return keys{id: id, lock: base + "lock", gen: base + "gen", wanted: base + "wanted"}
 }
 
 // releasedChannel carries the id of every resource whose lock is released.

@@ -37,6 +37,7 @@ type Lease struct {
 	mu       sync.Mutex
 	deadline time.Time   // when this holder gives up, lease − margin after the last renewal sent
 	lost     *time.Timer // cancels ctx at deadline
+	renewal  *time.Timer // runs renew; no goroutine waits in between
 	once     sync.Once
 }
 
@@ -45,10 +46,10 @@ func (c *Client) newLease(k keys, token string, got acquired, sent time.Time) *L
 	l.gen.Store(got.gen)
 	l.ctx, l.cancel = context.WithCancelCause(context.Background())
 	l.deadline = sent.Add(c.lease - c.margin)
+	l.mu.Lock()
 	l.lost = time.AfterFunc(time.Until(l.deadline), func() { l.cancel(ErrLeaseLost) })
-	if !c.track(l.renew) {
-		l.cancel(ErrLeaseLost) // the client is closing
-	}
+	l.renewal = time.AfterFunc(c.lease/3, l.renew)
+	l.mu.Unlock()
 	return l
 }
 
@@ -91,7 +92,10 @@ func (l *Lease) Unlock() error {
 	var err error
 	l.once.Do(func() {
 		close(l.stop)
+		l.mu.Lock()
 		l.lost.Stop()
+		l.renewal.Stop()
+		l.mu.Unlock()
 		// Released even when lost here: if Redis still has this holder's
 		// token, waiters need not wait out the lease.
 		err = l.c.release(l.k, l.token, l.gen.Load(), l.poison)
@@ -100,42 +104,51 @@ func (l *Lease) Unlock() error {
 	return err
 }
 
-// renew extends the lease every third of it until Unlock, and gives the
-// lease up when Redis says another holder has it.
+// renew extends the lease, run by the renewal timer every third of the
+// lease until Unlock; it gives the lease up when Redis says another holder
+// has it. While it runs, Close waits for it.
 func (l *Lease) renew() {
-	every := l.c.lease / 3
-	t := time.NewTimer(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-l.ctx.Done():
-			return
-		case <-l.c.ctx.Done():
-			l.cancel(ErrLeaseLost)
-			return
-		case <-t.C:
-		}
-		sent := time.Now()
-		l.mu.Lock()
-		dl := l.deadline
-		l.mu.Unlock()
-		ctx, cancel := context.WithDeadline(l.c.ctx, dl)
-		n, err := renewScript.Run(ctx, l.c.rdb, []string{l.k.lock}, l.token, ms(l.c.lease)).Int64()
-		cancel()
-		switch {
-		case err == nil && n == 1:
-			l.extend(sent)
-			t.Reset(every)
-		case err == nil:
-			l.c.log.Warn("write lock lost: its key in Redis expired or has another holder")
-			l.cancel(ErrLeaseLost)
-			return
-		default:
-			l.c.log.Warn("renewing a write lock failed; retrying until its lease runs out", zap.Error(err))
-			t.Reset(every / 5)
-		}
+	if !l.c.enter() {
+		l.cancel(ErrLeaseLost) // the client is closing
+		return
+	}
+	defer l.c.wg.Done()
+	select {
+	case <-l.stop:
+		return
+	case <-l.ctx.Done():
+		return
+	default:
+	}
+	sent := time.Now()
+	l.mu.Lock()
+	dl := l.deadline
+	l.mu.Unlock()
+	ctx, cancel := context.WithDeadline(l.c.ctx, dl)
+	n, err := renewScript.Run(ctx, l.c.rdb, []string{l.k.lock}, l.token, ms(l.c.lease)).Int64()
+	cancel()
+	switch {
+	case err == nil && n == 1:
+		l.extend(sent)
+		l.next(l.c.lease / 3)
+	case err == nil:
+		l.c.log.Warn("write lock lost: its key in Redis expired or has another holder")
+		l.cancel(ErrLeaseLost)
+	default:
+		l.c.log.Warn("renewing a write lock failed; retrying until its lease runs out", zap.Error(err))
+		l.next(l.c.lease / 15)
+	}
+}
+
+// next schedules the next renewal, unless the lease ended.
+func (l *Lease) next(d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-l.stop:
+	case <-l.ctx.Done():
+	default:
+		l.renewal.Reset(d)
 	}
 }
 

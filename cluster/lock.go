@@ -50,7 +50,7 @@ type acquired struct {
 // boot marker: a Redis that lost its data grants no lock for one lease.
 func (c *Client) tryAcquire(ctx context.Context, k keys, token string) (acquired, error) {
 	idKey, holdKey := c.bootKeys()
-	keys := []string{k.lock, k.gen}
+	keys := []string{k.lock, k.gen, k.wanted}
 	poison := newGeneration()
 	args := []any{token, ms(c.lease), formatGeneration(poison), ms(generationTTL)}
 	var acq *redis.Cmd
@@ -115,7 +115,7 @@ func parseAcquired(cmd *redis.Cmd) (acquired, error) {
 func (c *Client) release(k keys, token string, gen, poison uint64) error {
 	ctx, cancel := context.WithTimeout(c.ctx, min(c.lease, 3*time.Second))
 	defer cancel()
-	err := releaseScript.Run(ctx, c.rdb, []string{k.lock, k.gen},
+	err := releaseScript.Run(ctx, c.rdb, []string{k.lock, k.gen, k.wanted},
 		token, formatGeneration(gen), ms(generationTTL), c.releasedChannel(), k.id,
 		formatGeneration(poison), formatGeneration(newGeneration())).Err()
 	if err != nil {

@@ -18,7 +18,9 @@ const generationTTL = 24 * time.Hour
 // client retry after a lost reply may do.
 var (
 	// acquireScript takes the lock for ARGV[1] with a lease of ARGV[2] ms,
-	// or tells how long the current holder's lease has left. On success it
+	// or tells how long the current holder's lease has left and marks the
+	// resource wanted (for as long as a lease), so that its release wakes
+	// the waiters. On success it
 	// returns the resource's generation and replaces it with ARGV[3], so
 	// that no entry filled before survives a holder that dies mid-write.
 	// A retried acquire that had succeeded finds its own token and keeps
@@ -30,6 +32,7 @@ if cur == ARGV[1] then
   return {1, redis.call('GET', KEYS[2]) or ''}
 end
 if cur then
+  redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])
   return {0, redis.call('PTTL', KEYS[1])}
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -47,8 +50,9 @@ return 0
 `)
 
 	// releaseScript releases the lock of holder ARGV[1], sets the
-	// generation the holder leaves (ARGV[2]) and wakes the waiters of
-	// every replica. If the generation is no longer the one the holder set
+	// generation the holder leaves (ARGV[2]) and, if anyone waits, wakes
+	// the waiters of every replica: a waiter marked the resource wanted
+	// after the last release, since it found the lock held. If the generation is no longer the one the holder set
 	// when it took the lock (ARGV[6]), a write without the lock changed it
 	// meanwhile, and a fresh one (ARGV[7]) is set instead, which no entry
 	// carries. A holder whose lease ended touches nothing.
@@ -62,7 +66,9 @@ if redis.call('GET', KEYS[2]) ~= ARGV[6] then
 end
 redis.call('SET', KEYS[2], gen, 'PX', ARGV[3])
 redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[4], ARGV[5])
+if redis.call('DEL', KEYS[3]) == 1 then
+  redis.call('PUBLISH', ARGV[4], ARGV[5])
+end
 return 1
 `)
 
