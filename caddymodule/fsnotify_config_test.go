@@ -115,7 +115,7 @@ func TestFSNotifyConfigErrors(t *testing.T) {
 	}
 
 	// Through Caddy, the message names the module once.
-	err := caddy.Load(testutil.Adapt(t, "{\n\tadmin off\n}\n:0 {\n\tfs_notify {\n\t\tprefix /x\n\t}\n}\n"), true)
+	err := caddy.Load(testutil.Adapt(t, "{\n\tadmin off\n}\n:0 {\n\tbind 127.0.0.1\n\tfs_notify {\n\t\tprefix /x\n\t}\n}\n"), true)
 	if err == nil || !strings.Contains(err.Error(), "provision http.handlers.fs_notify: root is required") {
 		_ = caddy.Stop()
 		t.Errorf("loading a configuration without root: %v", err)

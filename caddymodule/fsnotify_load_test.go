@@ -82,6 +82,7 @@ func TestFSNotifySlowSubscriberCutOff(t *testing.T) {
 	}
 	testutil.Must(t, os.MkdirAll(deep, 0o755))
 	base := testutil.Start(t, fmt.Sprintf(`:{port} {
+	bind 127.0.0.1
 	route {
 		metrics /metrics
 		fs_notify {

@@ -36,6 +36,7 @@ func startNotify(t *testing.T, root string, extra ...string) string {
 		opts += "\t\t\t" + o + "\n"
 	}
 	return testutil.Start(t, fmt.Sprintf(`:{port} {
+	bind 127.0.0.1
 	route {
 		fs_notify {
 			root %s
@@ -425,6 +426,7 @@ func TestFSNotifyUnderHandle(t *testing.T) {
 	root := t.TempDir()
 	testutil.Must(t, os.Mkdir(filepath.Join(root, "sub"), 0o755))
 	base := testutil.Start(t, fmt.Sprintf(`:{port} {
+	bind 127.0.0.1
 	handle /v1/files/* {
 		fs_notify {
 			root %s
@@ -539,7 +541,7 @@ func TestFSNotifyReloadEndsStreams(t *testing.T) {
 		t.Errorf("%d goroutines serve the HTTP/1.1 stream; it should be taken over", g)
 	}
 
-	testutil.Load(t, fmt.Sprintf(":%s {\n\tfs_notify {\n\t\troot %s\n\t\tkeepalive 5s\n\t}\n}\n", port, root))
+	testutil.Load(t, fmt.Sprintf(":%s {\n\tbind 127.0.0.1\n\tfs_notify {\n\t\troot %s\n\t\tkeepalive 5s\n\t}\n}\n", port, root))
 	if _, ended := s.Ended(arrive); !ended {
 		t.Fatal("stream of the old configuration still open after reload")
 	}
@@ -573,6 +575,7 @@ func TestFSNotifyReloadFlushesWindow(t *testing.T) {
 	}
 }
 :%d {
+	bind 127.0.0.1
 	route {
 		fs_notify {
 			root %s

@@ -25,6 +25,7 @@ func TestFSNotifyTakenOver(t *testing.T) {
 	root := t.TempDir()
 	port := testutil.FreePort(t)
 	testutil.Load(t, fmt.Sprintf(`:%d {
+	bind 127.0.0.1
 	log {
 		output discard
 	}
@@ -116,6 +117,7 @@ func TestFSNotifyHTTP2(t *testing.T) {
 	}
 }
 :%d {
+	bind 127.0.0.1
 	route {
 		fs_notify {
 			root %s

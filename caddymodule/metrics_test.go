@@ -18,6 +18,7 @@ func TestMetrics(t *testing.T) {
 	root, err := filepath.EvalSymlinks(t.TempDir())
 	testutil.Must(t, err)
 	base := testutil.Start(t, fmt.Sprintf(`:{port} {
+	bind 127.0.0.1
 	route {
 		metrics /metrics
 		fs_notify {
