@@ -104,6 +104,7 @@ func (m *FSNotify) Provision(ctx caddy.Context) error {
 	cfg.Hub.History = m.History
 	cfg.Hub.MaxSubscribers = m.MaxSubscribers
 	cfg.Logger = m.logger
+	cfg.RouteError = routeError
 	engine, err := notifier.New(cfg)
 	if err != nil {
 		return err
@@ -163,8 +164,7 @@ func (m *FSNotify) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		return next.ServeHTTP(w, r)
 	}
 	m.endStreamsOnShutdown(r)
-	m.engine.ServeHTTP(w, r)
-	return nil
+	return m.engine.Serve(w, r)
 }
 
 // endStreamsOnShutdown makes the shutdown of the request's server end our

@@ -23,6 +23,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/etaggate/etaggate/internal/problem"
 	"github.com/etaggate/etaggate/sse"
 )
 
@@ -44,6 +45,9 @@ type Config struct {
 	Linger time.Duration
 	// Logger receives the engine's logs.
 	Logger *zap.Logger
+	// RouteError hands a refusal to the server's error routes (Caddy's
+	// handle_errors), for Serve; nil: problem documents.
+	RouteError problem.Router
 }
 
 // Defaults of Config.

@@ -45,28 +45,36 @@ func (n *Notifier) Match(r *http.Request) bool {
 }
 
 // ServeHTTP answers GET <prefix>/<ref>/notify?filter=...&recursive=... with
-// a stream of server-sent events, and every error with a problem document.
+// a stream of server-sent events, and every error with a problem document:
+// the endpoint for a server without error routes of its own.
 func (n *Notifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	_ = n.serve(w, r, nil)
+}
+
+// Serve is ServeHTTP for a server with error routes (Caddy's
+// handle_errors): an error that Config.RouteError takes is returned, for
+// the server to render, instead of written as a problem document.
+func (n *Notifier) Serve(w http.ResponseWriter, r *http.Request) error {
+	return n.serve(w, r, n.cfg.RouteError)
+}
+
+func (n *Notifier) serve(w http.ResponseWriter, r *http.Request, route problem.Router) error {
 	ref, rawQuery, ok := n.target(r)
 	if !ok {
-		n.fail(w, r, http.StatusNotFound, "not a notify URL; expected "+n.cfg.Prefix+"/<ref>/notify", nil, nil)
-		return
+		return n.fail(w, r, route, http.StatusNotFound, "not a notify URL; expected "+n.cfg.Prefix+"/<ref>/notify", nil, nil)
 	}
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
-		n.fail(w, r, http.StatusMethodNotAllowed, "the notify endpoint only answers GET", nil, nil)
-		return
+		return n.fail(w, r, route, http.StatusMethodNotAllowed, "the notify endpoint only answers GET", nil, nil)
 	}
 	if n.isClosed() {
-		n.fail(w, r, http.StatusServiceUnavailable, "the server is shutting down or reloading", nil, sse.ErrClosed)
-		return
+		return n.fail(w, r, route, http.StatusServiceUnavailable, "the server is shutting down or reloading", nil, sse.ErrClosed)
 	}
 	q, _ := url.ParseQuery(rawQuery) // what parses, as r.URL.Query() does
 	filter, err := ParseFilter(strings.Join(q["filter"], ","))
 	if err != nil {
-		n.fail(w, r, http.StatusBadRequest, "filter: "+strings.TrimPrefix(err.Error(), "notifier: "),
+		return n.fail(w, r, route, http.StatusBadRequest, "filter: "+strings.TrimPrefix(err.Error(), "notifier: "),
 			map[string]any{"valid_values": TypeNames()}, nil)
-		return
 	}
 	rec := false
 	if vs, ok := q["recursive"]; ok {
@@ -75,55 +83,55 @@ func (n *Notifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rec = true
 		case "false":
 		default:
-			n.fail(w, r, http.StatusBadRequest, "recursive must be true or false, not "+strconv.Quote(vs[0]),
+			return n.fail(w, r, route, http.StatusBadRequest, "recursive must be true or false, not "+strconv.Quote(vs[0]),
 				map[string]any{"valid_values": []string{"true", "false"}}, nil)
-			return
 		}
 	}
 	fd, rel, err := n.resolve(ref)
 	if err != nil {
-		n.failRef(w, r, ref, err)
-		return
+		return n.failRef(w, r, route, ref, err)
 	}
 	lastID, resume := sse.LastEventID(r)
 	s, err := n.subscribe(fd, rel, rec, filter, sse.Subscription[change]{LastEventID: lastID, Resume: resume, Name: ref})
 	if err != nil {
-		n.failRef(w, r, ref, err)
-		return
+		return n.failRef(w, r, route, ref, err)
 	}
 	n.log.Debug("stream opened", zap.String("ref", ref), zap.Bool("recursive", rec),
 		zap.String("remote_addr", r.RemoteAddr), zap.Bool("last_event_id", resume))
 	s.Serve(w, r)
+	return nil
 }
 
-func (n *Notifier) failRef(w http.ResponseWriter, r *http.Request, ref string, err error) {
+func (n *Notifier) failRef(w http.ResponseWriter, r *http.Request, route problem.Router, ref string, err error) error {
 	switch {
 	case errors.Is(err, ErrNotFound):
-		n.fail(w, r, http.StatusNotFound, "no directory "+strconv.Quote(ref)+" below root", nil, err)
+		return n.fail(w, r, route, http.StatusNotFound, "no directory "+strconv.Quote(ref)+" below root", nil, err)
 	case errors.Is(err, ErrOutsideRoot):
-		n.fail(w, r, http.StatusNotFound, "no directory "+strconv.Quote(ref)+" below root", nil, err)
+		return n.fail(w, r, route, http.StatusNotFound, "no directory "+strconv.Quote(ref)+" below root", nil, err)
 	case errors.Is(err, ErrNotDirectory):
-		n.fail(w, r, http.StatusBadRequest, strconv.Quote(ref)+" is not a directory; only directories can be watched", nil, err)
+		return n.fail(w, r, route, http.StatusBadRequest, strconv.Quote(ref)+" is not a directory; only directories can be watched", nil, err)
 	case errors.Is(err, sse.ErrTooManySubscribers):
 		w.Header().Set("Retry-After", "5")
-		n.fail(w, r, http.StatusServiceUnavailable, "too many subscribers (max_subscribers "+strconv.Itoa(n.cfg.Hub.MaxSubscribers)+")", nil, err)
+		return n.fail(w, r, route, http.StatusServiceUnavailable, "too many subscribers (max_subscribers "+strconv.Itoa(n.cfg.Hub.MaxSubscribers)+")", nil, err)
 	case errors.Is(err, ErrWatchLimit):
-		n.fail(w, r, http.StatusServiceUnavailable,
+		return n.fail(w, r, route, http.StatusServiceUnavailable,
 			"the kernel's inotify watch limit is reached; raise the sysctl fs.inotify.max_user_watches",
 			map[string]any{"sysctl": "fs.inotify.max_user_watches"}, err)
 	case errors.Is(err, sse.ErrClosed):
-		n.fail(w, r, http.StatusServiceUnavailable, "the server is shutting down or reloading", nil, err)
+		return n.fail(w, r, route, http.StatusServiceUnavailable, "the server is shutting down or reloading", nil, err)
 	case errors.Is(err, fs.ErrPermission):
-		n.fail(w, r, http.StatusForbidden, "the server may not read "+strconv.Quote(ref), nil, err)
+		return n.fail(w, r, route, http.StatusForbidden, "the server may not read "+strconv.Quote(ref), nil, err)
 	default:
-		n.fail(w, r, http.StatusInternalServerError, "cannot watch "+strconv.Quote(ref), nil, err)
+		return n.fail(w, r, route, http.StatusInternalServerError, "cannot watch "+strconv.Quote(ref), nil, err)
 	}
 }
 
-func (n *Notifier) fail(w http.ResponseWriter, r *http.Request, status int, detail string, ext map[string]any, err error) {
+// fail refuses r with a problem document, or hands it to route, and logs
+// it.
+func (n *Notifier) fail(w http.ResponseWriter, r *http.Request, route problem.Router, status int, detail string, ext map[string]any, err error) error {
 	d := problem.New(status, detail)
 	d.Extensions = ext
-	problem.Write(w, d)
+	routed := problem.Answer(w, r, d, route)
 	log := n.log.Info
 	if status >= 500 {
 		log = n.log.Error
@@ -136,4 +144,5 @@ func (n *Notifier) fail(w http.ResponseWriter, r *http.Request, status int, deta
 		zap.String("uri", r.RequestURI),
 		zap.String("remote_addr", r.RemoteAddr),
 		zap.NamedError("cause", err))
+	return routed
 }

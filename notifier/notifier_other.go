@@ -22,6 +22,12 @@ func (n *Notifier) Stats() Stats { return Stats{} }
 // Match never matches on this platform.
 func (n *Notifier) Match(r *http.Request) bool { return false }
 
+// Serve is never reached on this platform.
+func (n *Notifier) Serve(w http.ResponseWriter, r *http.Request) error {
+	n.ServeHTTP(w, r)
+	return nil
+}
+
 // ServeHTTP is never reached on this platform.
 func (n *Notifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	http.Error(w, ErrUnsupportedOS.Error(), http.StatusNotImplemented)
