@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/etaggate/etaggate/feed"
 	"github.com/etaggate/etaggate/hashing"
 	"github.com/etaggate/etaggate/proxy"
 )
@@ -125,9 +126,14 @@ type ETag struct {
 	// them counts whole. It excludes json_ignore.
 	JSONOnly []string `json:"json_only,omitempty"`
 
+	// Changes serves a change feed of the writes through this handler.
+	Changes *Changes `json:"changes,omitempty"`
+
 	engine    *proxy.Middleware
 	collector *etagCollector
 	locksHeld bool
+	feed      *feed.Feed
+	feedEnd   *shutdownCloser
 }
 
 // writeLocks holds the write-lock table that every etag handler of the
@@ -180,6 +186,13 @@ func (e *ETag) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("registering metrics: %w", err)
 		}
 		cfg.Observe = func(o proxy.Outcome) { counters[o].Inc() }
+	}
+	if e.Changes != nil {
+		if e.feed, err = e.Changes.provision(cfg.Logger); err != nil {
+			return err
+		}
+		e.feedEnd = newShutdownCloser(e.feed.Close)
+		cfg.Written = e.feed.Written
 	}
 	if e.engine, err = proxy.New(cfg); err != nil {
 		return err
@@ -242,6 +255,11 @@ func (e *ETag) Validate() error {
 	}
 	if e.BufferMemory < 0 {
 		return fmt.Errorf("buffer_memory: %d is negative; give a size such as 256MiB", e.BufferMemory)
+	}
+	if e.Changes != nil {
+		if err := e.Changes.validate(); err != nil {
+			return err
+		}
 	}
 	_, err := e.semantic()
 	return err
@@ -333,13 +351,17 @@ func detachVars(ctx context.Context) context.Context {
 	return context.WithValue(ctx, caddyhttp.VarsCtxKey, maps.Clone(vars))
 }
 
-// Cleanup stops the engine's cache and removes its temporary files.
+// Cleanup stops the engine's cache, removes its temporary files and ends
+// the feed's streams.
 func (e *ETag) Cleanup() error {
 	if e.collector != nil {
 		e.collector.remove(e.engine)
 	}
 	if e.engine != nil {
 		e.engine.Close()
+	}
+	if e.feed != nil {
+		_ = e.feed.Close()
 	}
 	if e.locksHeld {
 		_, _ = writeLocks.Delete(writeLocksKey)
@@ -348,8 +370,14 @@ func (e *ETag) Cleanup() error {
 	return nil
 }
 
-// ServeHTTP hands the request to the engine in front of the rest of the route.
+// ServeHTTP serves the change feed's path itself and hands every other
+// request to the engine in front of the rest of the route.
 func (e *ETag) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if e.feed != nil && e.feed.Match(r) {
+		e.feedEnd.watch(r)
+		e.feed.ServeHTTP(w, r)
+		return nil
+	}
 	return e.engine.ServeHTTP(w, r, next)
 }
 

@@ -33,6 +33,13 @@ import (
 //	    buffer_memory <size>
 //	    json_ignore   <pointer...>
 //	    json_only     <pointer...>
+//	    changes       <path> {
+//	        keepalive       <duration>
+//	        batch           <duration>
+//	        queue           <n>
+//	        history         <n>
+//	        max_subscribers <n>
+//	    }
 //	}
 func (e *ETag) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive's name
@@ -62,6 +69,12 @@ func (e *ETag) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			case "upstream_etag":
 				e.UpstreamETag = v
 			}
+		case "changes":
+			c, err := unmarshalChanges(d)
+			if err != nil {
+				return err
+			}
+			e.Changes = c
 		case "methods":
 			e.Methods = d.RemainingArgs()
 			if len(e.Methods) == 0 {
@@ -148,7 +161,7 @@ func (e *ETag) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-var etagOptions = []string{"hash", "methods", "require_precondition", "verify", "revalidate", "max_body", "cache_size", "ttl", "key", "vary", "upstream_etag", "etag_after_write", "lock_wait", "check_timeout", "buffer_memory", "json_ignore", "json_only"}
+var etagOptions = []string{"hash", "methods", "require_precondition", "verify", "revalidate", "max_body", "cache_size", "ttl", "key", "vary", "upstream_etag", "etag_after_write", "lock_wait", "check_timeout", "buffer_memory", "json_ignore", "json_only", "changes"}
 
 // etagUsage shows the arguments of each option, for errors about their count.
 var etagUsage = map[string]string{

@@ -22,7 +22,8 @@ import (
 // version, whose body names it, and every GET is counted. Its responses
 // carry the fields a 304 must repeat, a Date far in the past (so that a 304
 // showing it would be the upstream's, not the gateway's) and a cookie that
-// a 304 answered from the cache must not repeat.
+// a 304 answered from the cache must not repeat. Below /status/<code>/
+// it answers every request with that status.
 type revUpstream struct {
 	addr string
 	gets atomic.Int64
@@ -48,6 +49,12 @@ func revBody(path string, v int) string { return fmt.Sprintf("%s version %d\n", 
 
 func (u *revUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
+	var code int
+	if _, err := fmt.Sscanf(r.URL.Path, "/status/%d/", &code); err == nil {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(code)
+		return
+	}
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		u.gets.Add(1)
 		u.mu.Lock()

@@ -1,0 +1,128 @@
+// Package feed serves the change feed: the writes made through an etag
+// handler, as server-sent events in fs_notify's framing, on the sse hub.
+// A legacy API has no change notifications; the gateway sees every write
+// that goes through it, so it can give the API a feed of them.
+//
+// The etag engine tells the feed of each write the upstream answered 2xx
+// through proxy.Config.Written (see Feed.Written), while the write still
+// holds its resource's lock, so that the feed's order is the order of the
+// writes on each resource. The hub numbers, batches, replays and fans the
+// changes out; a clustered sse.Transport given to New carries them across
+// replicas.
+package feed
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/etaggate/etaggate/internal/problem"
+	"github.com/etaggate/etaggate/proxy"
+	"github.com/etaggate/etaggate/sse"
+)
+
+// Config configures a Feed.
+type Config struct {
+	// Path is the URL path the feed is served at.
+	Path string
+	// Hub configures the streams: keepalive, batch, queue, history and
+	// max_subscribers.
+	Hub sse.Config
+}
+
+// Feed is one change feed. Close ends its streams.
+type Feed struct {
+	path string
+	hub  *sse.Hub[Change]
+	max  int
+	log  *zap.Logger
+}
+
+// New starts a feed. A nil transport keeps it to this process.
+func New(cfg Config, transport sse.Transport[Change]) (*Feed, error) {
+	if !strings.HasPrefix(cfg.Path, "/") {
+		return nil, errors.New("the feed's path " + strconv.Quote(cfg.Path) + " must begin with /")
+	}
+	if cfg.Hub.Logger == nil {
+		cfg.Hub.Logger = zap.NewNop()
+	}
+	hub, err := sse.New[Change](cfg.Hub, source{}, transport)
+	if err != nil {
+		return nil, err
+	}
+	return &Feed{path: cfg.Path, hub: hub, max: cfg.Hub.MaxSubscribers, log: cfg.Hub.Logger}, nil
+}
+
+// Match reports whether r is addressed to the feed.
+func (f *Feed) Match(r *http.Request) bool { return r.URL.Path == f.path }
+
+// Written publishes the change a write made: the proxy.Config.Written of
+// the engine whose writes the feed reports.
+func (f *Feed) Written(w proxy.Written) {
+	if c, ok := Of(w); ok {
+		f.Publish(c)
+	}
+}
+
+// Publish adds a change to the feed. It never blocks on a subscriber.
+func (f *Feed) Publish(c Change) { f.hub.Publish(c) }
+
+// ServeHTTP answers GET with the stream of changes whose path starts with
+// one of the prefix parameters (all of them without one), and any other
+// method with 405.
+func (f *Feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		f.fail(w, r, http.StatusMethodNotAllowed, "the change feed only answers GET", nil)
+		return
+	}
+	prefixes := r.URL.Query()["prefix"]
+	for _, p := range prefixes {
+		if p != "" && !strings.HasPrefix(p, "/") {
+			f.fail(w, r, http.StatusBadRequest, "prefix "+strconv.Quote(p)+" must begin with /, as the paths it selects do", nil)
+			return
+		}
+	}
+	lastID, resume := sse.LastEventID(r)
+	s, err := f.hub.Subscribe(sse.Subscription[Change]{
+		Topic:       newTopic(prefixes),
+		LastEventID: lastID,
+		Resume:      resume,
+		Name:        f.path,
+	})
+	switch {
+	case errors.Is(err, sse.ErrTooManySubscribers):
+		w.Header().Set("Retry-After", "5")
+		f.fail(w, r, http.StatusServiceUnavailable, "too many subscribers (max_subscribers "+strconv.Itoa(f.max)+")", err)
+		return
+	case err != nil:
+		f.fail(w, r, http.StatusServiceUnavailable, "the server is shutting down or reloading", err)
+		return
+	}
+	s.Serve(w, r)
+}
+
+// Stats returns the hub's counters.
+func (f *Feed) Stats() sse.Stats { return f.hub.Stats() }
+
+// Close ends every stream and waits for the feed's goroutines.
+func (f *Feed) Close() error { return f.hub.Close() }
+
+func (f *Feed) fail(w http.ResponseWriter, r *http.Request, status int, detail string, err error) {
+	problem.Write(w, problem.New(status, detail))
+	log := f.log.Info
+	if status >= 500 {
+		log = f.log.Error
+	}
+	log("change feed request refused",
+		zap.Int("status", status),
+		zap.String("detail", detail),
+		zap.String("method", r.Method),
+		zap.String("host", r.Host),
+		zap.String("uri", r.RequestURI),
+		zap.String("remote_addr", r.RemoteAddr),
+		zap.NamedError("cause", err))
+}
