@@ -67,13 +67,15 @@ type gatewayConfig struct {
 	// The PUT sites again with etag_after_write off: one upstream trip less.
 	EtagNoAfter, EtagCacheNoAfter int
 	// F: etag with json_ignore, for the semantic GET row.
-	EtagJSON             int
-	JSONIgnore           string
-	HaveEtag, HaveNotify bool
-	EtagExtra            string
-	NotifyRoot           string
-	Batch                time.Duration
-	MaxSubscribers       int
+	EtagJSON   int
+	JSONIgnore string
+	// H, I: B with revalidate cache, and B with a change feed at /changes.
+	EtagRevalidate, EtagChanges int
+	HaveEtag, HaveNotify        bool
+	EtagExtra                   string
+	NotifyRoot                  string
+	Batch                       time.Duration
+	MaxSubscribers              int
 	// Redis, when set, makes the gateway a cluster replica on that Redis.
 	Redis string
 }
@@ -153,6 +155,29 @@ var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
 	reverse_proxy {{.Upstream}}
 }
 
+# H: B with revalidate cache: If-None-Match answered from the cache.
+:{{.EtagRevalidate}} {
+	bind 127.0.0.1
+{{- if .HaveEtag}}
+	etag {
+		revalidate cache
+{{- if .EtagExtra}}
+		{{.EtagExtra}}
+{{- end}}
+	}
+{{- end}}
+	reverse_proxy {{.Upstream}}
+}
+
+# I: B with a change feed.
+:{{.EtagChanges}} {
+	bind 127.0.0.1
+{{- if .HaveEtag}}
+	etag {
+		changes /changes {
+			batch {{.Batch}}
+			max_subscribers {{.MaxSubscribers}}
+		}
 # F: etag with semantic ETags: members of every item and a top-level one
 # left out, so that the hasher matches names all through the body.
 :{{.EtagJSON}} {

@@ -28,6 +28,7 @@ type options struct {
 	rounds     int
 	conc       int
 	sse        []int
+	changes    []int
 	sseEvents  int
 	batch      time.Duration
 	gateway    string
@@ -41,18 +42,19 @@ type options struct {
 
 func parseFlags() (options, error) {
 	var o options
-	var sse, only string
+	var sse, changes, only string
 	quick := flag.Bool("quick", false, "smoke run: two 0.5s rounds per side, 1,000 SSE subscribers")
 	flag.DurationVar(&o.round, "d", time.Second, "duration of one measured round")
 	flag.IntVar(&o.rounds, "rounds", 8, "measured rounds per side; sides alternate A B A B …")
 	flag.IntVar(&o.conc, "c", 32, "concurrent keep-alive connections of the load generator")
 	flag.StringVar(&sse, "sse", "1000,10000,50000", "SSE fan-out subscriber counts, comma-separated; empty for none")
+	flag.StringVar(&changes, "changes", "10000", "change feed fan-out subscriber counts, comma-separated; empty for none")
 	flag.IntVar(&o.sseEvents, "sse-events", 5, "file writes (events) per SSE fan-out measurement")
 	flag.DurationVar(&o.batch, "batch", 50*time.Millisecond, "fs_notify batch window")
 	flag.StringVar(&o.gateway, "gateway", "", "use this gateway binary instead of building ./cmd/caddy")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (Caddyfile, gateway log)")
 	flag.StringVar(&o.profileDir, "profile", "", "save gateway CPU and allocation profiles of each side's first round into this directory")
-	flag.StringVar(&only, "only", "", "run only the cases whose key matches this regexp (keys: get-1k get-4k get-64k get-1m get-4k-json 304 put sse-<n> burst hotkey cluster-get cluster-put handoff)")
+	flag.StringVar(&only, "only", "", "run only the cases whose key matches this regexp (keys: get-1k get-4k get-64k get-1m get-4k-json 304 304-cache put put-changes sse-<n> changes-<n> burst hotkey cluster-get cluster-put handoff)")
 	flag.StringVar(&o.etagExtra, "etag", "", "extra directive added to every etag block, e.g. 'hash sha256'")
 	flag.StringVar(&o.putMode, "put-mode", "rmw", "PUT rows: rmw (a GET, untimed, before each PUT) or loop (PUTs back to back)")
 	flag.BoolVar(&o.aa, "aa", false, "leave etag out of the etag sites (A/A run: shows the harness's own noise)")
@@ -61,7 +63,7 @@ func parseFlags() (options, error) {
 		return o, fmt.Errorf("unexpected arguments %q", flag.Args())
 	}
 	if *quick {
-		o.round, o.rounds, sse, o.sseEvents = 500*time.Millisecond, 2, "1000", 2
+		o.round, o.rounds, sse, changes, o.sseEvents = 500*time.Millisecond, 2, "1000", "1000", 2
 	}
 	if o.putMode != "rmw" && o.putMode != "loop" {
 		return o, fmt.Errorf("-put-mode: %q is neither rmw nor loop", o.putMode)
@@ -69,15 +71,12 @@ func parseFlags() (options, error) {
 	if o.round <= 0 || o.rounds < 1 || o.conc < 1 || o.sseEvents < 1 {
 		return o, errors.New("-d, -rounds, -c and -sse-events must be positive")
 	}
-	for _, f := range strings.Split(sse, ",") {
-		if f = strings.TrimSpace(f); f == "" {
-			continue
-		}
-		n, err := strconv.Atoi(f)
-		if err != nil || n < 1 {
-			return o, fmt.Errorf("-sse: %q is not a positive number", f)
-		}
-		o.sse = append(o.sse, n)
+	var err error
+	if o.sse, err = parseCounts("-sse", sse); err != nil {
+		return o, err
+	}
+	if o.changes, err = parseCounts("-changes", changes); err != nil {
+		return o, err
 	}
 	if only != "" {
 		re, err := regexp.Compile(only)
@@ -87,6 +86,22 @@ func parseFlags() (options, error) {
 		o.only = re
 	}
 	return o, nil
+}
+
+// parseCounts parses a comma-separated list of positive numbers.
+func parseCounts(flagName, list string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(list, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%s: %q is not a positive number", flagName, f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func main() {
@@ -114,8 +129,8 @@ func progress(format string, args ...any) {
 func run(ctx context.Context, o options) error {
 	began := time.Now()
 	wantFiles := 4*o.conc + 1024
-	if len(o.sse) > 0 {
-		wantFiles += slices.Max(o.sse)
+	if subs := append(slices.Clone(o.sse), o.changes...); len(subs) > 0 {
+		wantFiles += slices.Max(subs)
 	}
 	nofile, err := raiseNofile(uint64(wantFiles))
 	if err != nil {
@@ -169,7 +184,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer up.close()
 
-	ports, err := freePorts(8)
+	ports, err := freePorts(10)
 	if err != nil {
 		return err
 	}
@@ -188,19 +203,21 @@ func run(ctx context.Context, o options) error {
 		EtagCacheNoAfter: ports[6],
 		EtagJSON:         ports[7],
 		JSONIgnore:       jsonIgnore,
+		EtagRevalidate:   ports[8],
+		EtagChanges:      ports[9],
 		HaveEtag:         haveEtag,
 		HaveNotify:       haveNotify,
 		EtagExtra:        o.etagExtra,
 		NotifyRoot:       notifyRoot,
 		Batch:            o.batch,
-		MaxSubscribers:   slices.Max(append([]int{1}, o.sse...)) + 100,
+		MaxSubscribers:   slices.Max(append([]int{1}, append(o.sse, o.changes...)...)) + 100,
 	}
 	cfgPath := filepath.Join(dir, "Caddyfile")
 	if err := writeCaddyfile(cfgPath, cfg); err != nil {
 		return err
 	}
 	addr := func(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
-	addrs := []string{addr(cfg.Plain), addr(cfg.Etag), addr(cfg.EtagCache), addr(cfg.EtagNoAfter), addr(cfg.EtagCacheNoAfter), addr(cfg.EtagJSON)}
+	addrs := []string{addr(cfg.Plain), addr(cfg.Etag), addr(cfg.EtagCache), addr(cfg.EtagNoAfter), addr(cfg.EtagCacheNoAfter), addr(cfg.EtagJSON), addr(cfg.EtagRevalidate), addr(cfg.EtagChanges)}
 	if haveNotify {
 		addrs = append(addrs, addr(cfg.Notify))
 	}
@@ -231,7 +248,7 @@ func run(ctx context.Context, o options) error {
 			r.note = fmt.Sprintf("skipped: needs RLIMIT_NOFILE ≥ %d, the hard limit is %d (raise it with ulimit -Hn)", n+512, nofile)
 		default:
 			progress("%s", r.name)
-			res, err := b.fanOut(ctx, addr(cfg.Notify), notifyRoot, n, o.sseEvents)
+			res, err := b.fanOut(ctx, notifyTarget(addr(cfg.Notify), notifyRoot, n), n, o.sseEvents)
 			if err != nil {
 				return fmt.Errorf("%s: %w", r.name, err)
 			}
@@ -253,6 +270,28 @@ func run(ctx context.Context, o options) error {
 			runs = append(runs, res)
 		}
 		rows = append(rows, burstRows(runs)...)
+	}
+	for _, n := range o.changes {
+		key := fmt.Sprintf("changes-%d", n)
+		if !want(key) {
+			continue
+		}
+		r := row{name: fmt.Sprintf("change feed fan-out, %s subscribers", thousands(n))}
+		switch {
+		case !haveEtag:
+			r.note = "skipped: http.handlers.etag is not in the gateway"
+		case uint64(n)+512 > nofile:
+			r.note = fmt.Sprintf("skipped: needs RLIMIT_NOFILE ≥ %d, the hard limit is %d (raise it with ulimit -Hn)", n+512, nofile)
+		default:
+			progress("%s", r.name)
+			res, err := b.fanOut(ctx, changesTarget(addr(cfg.EtagChanges), n, up.doc), n, o.sseEvents)
+			if err != nil {
+				return fmt.Errorf("%s: %w", r.name, err)
+			}
+			r.sse = res
+		}
+		rows = append(rows, r)
+		time.Sleep(time.Second) // let the gateway finish closing the streams
 	}
 
 	for _, s := range bodySizes {
@@ -290,7 +329,17 @@ func run(ctx context.Context, o options) error {
 	if want("304") {
 		name := "304 (If-None-Match) vs plain 200, 4 KiB"
 		progress("%s", name)
-		r, err := b.notModified(ctx, name, addr(cfg.Plain), addr(cfg.Etag))
+		r, err := b.notModified(ctx, name, "304", addr(cfg.Plain), addr(cfg.Etag))
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		rows = append(rows, r)
+	}
+
+	if want("304-cache") {
+		name := "304 from the cache (revalidate cache) vs plain 200, 4 KiB"
+		progress("%s", name)
+		r, err := b.notModified(ctx, name, "304-cache", addr(cfg.Plain), addr(cfg.EtagRevalidate))
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
@@ -304,6 +353,15 @@ func run(ctx context.Context, o options) error {
 			return fmt.Errorf("PUT: %w", err)
 		}
 		rows = append(rows, rs...)
+	}
+
+	if want("put-changes") {
+		progress("PUT with If-Match (%s), changes on vs off", o.putMode)
+		r, err := b.putWithChanges(ctx, addr(cfg.Etag), addr(cfg.EtagChanges))
+		if err != nil {
+			return fmt.Errorf("PUT with changes: %w", err)
+		}
+		rows = append(rows, r)
 	}
 
 	if want("hotkey") {
@@ -336,7 +394,7 @@ func run(ctx context.Context, o options) error {
 
 // notModified compares a 304 answer through etag with a plain 200 of the same
 // 4 KiB resource.
-func (b *bench) notModified(ctx context.Context, name, plain, etag string) (row, error) {
+func (b *bench) notModified(ctx context.Context, name, slug, plain, etag string) (row, error) {
 	const path = "/json/4k"
 	tag, err := fetchETag(etag, path)
 	if err != nil {
@@ -350,7 +408,7 @@ func (b *bench) notModified(ctx context.Context, name, plain, etag string) (row,
 	} else {
 		hdr = [][2]string{{"If-None-Match", tag}}
 	}
-	res, err := b.compare(ctx, "304", []side{
+	res, err := b.compare(ctx, slug, []side{
 		{name: "plain", addr: plain, req: [][]byte{buildRequest("GET", plain, path, nil, nil)}},
 		{name: "etag", addr: etag, req: [][]byte{buildRequest("GET", etag, path, hdr, nil)}},
 	})
@@ -433,6 +491,28 @@ func (b *bench) putSide(name, addr string, conditional bool) (side, string, erro
 		}
 	}
 	return s, note, nil
+}
+
+// putWithChanges compares conditional PUTs through etag with a change feed
+// (every write published to it) with the same PUTs through etag without one.
+func (b *bench) putWithChanges(ctx context.Context, off, on string) (row, error) {
+	a, note, err := b.putSide("changes-off", off, true)
+	if err != nil {
+		return row{}, err
+	}
+	c, _, err := b.putSide("changes-on", on, true)
+	if err != nil {
+		return row{}, err
+	}
+	res, err := b.compare(ctx, "put-changes", []side{a, c})
+	if err != nil {
+		return row{}, err
+	}
+	what := "GET then PUT If-Match"
+	if b.o.putMode == "loop" {
+		what = "PUT If-Match (loop)"
+	}
+	return row{name: what + ", changes on (etag) vs off (plain)", a: res[0], b: res[1], wantA: 204, wantB: 204, note: note}, nil
 }
 
 // fetchETag GETs path from addr and returns the response's ETag.

@@ -72,15 +72,61 @@ type subscriber struct {
 	got  []atomic.Int64 // arrival time (UnixNano) per event, 0 until received
 }
 
-// fanOut connects n subscribers to the root of the watched directory, measures
-// the gateway's memory with all of them idle, then writes one new file per
-// event and measures when each subscriber receives it.
-func (b *bench) fanOut(ctx context.Context, addr, root string, n, events int) (*sseResult, error) {
+// fanTarget is a stream to fan out and the way to make its events happen.
+type fanTarget struct {
+	addr, path string
+	// name is what the data line of event e contains; trigger makes event e
+	// happen.
+	name    func(e int) string
+	trigger func(e int) error
+}
+
+// notifyTarget is fs_notify's stream of the watched directory's root; its
+// events are new files written into it.
+func notifyTarget(addr, root string, n int) fanTarget {
+	name := func(e int) string { return fmt.Sprintf("fanout-%d-%d.json", n, e) }
+	return fanTarget{addr: addr, path: "/v1/files/%2F/notify", name: name, trigger: func(e int) error {
+		if err := os.WriteFile(filepath.Join(root, name(e)), []byte(`{"event":`+fmt.Sprint(e)+`}`), 0o644); err != nil {
+			return fmt.Errorf("writing into the watched directory: %w", err)
+		}
+		return nil
+	}}
+}
+
+// changesTarget is the change feed of an etag site; its events are PUTs
+// through that site.
+func changesTarget(addr string, n int, body []byte) fanTarget {
+	path := func(e int) string { return fmt.Sprintf("/doc/fanout-%d-%d", n, e) }
+	name := func(e int) string { return `"path":"` + path(e) + `"` }
+	return fanTarget{addr: addr, path: "/changes", name: name, trigger: func(e int) error {
+		c, err := dialRaw(addr, 4096)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.c.SetDeadline(time.Now().Add(10 * time.Second))
+		var r response
+		req := buildRequest("PUT", addr, path(e), [][2]string{{"Content-Type", "application/json"}}, body)
+		if err := c.roundTrip(req, &r, false, false); err != nil {
+			return fmt.Errorf("PUT %s: %w", path(e), err)
+		}
+		if r.status != 204 {
+			return fmt.Errorf("PUT %s: status %d, want 204", path(e), r.status)
+		}
+		return nil
+	}}
+}
+
+// fanOut connects n subscribers to the target's stream, measures the
+// gateway's memory with all of them idle, then makes one event happen at a
+// time and measures when each subscriber receives it.
+func (b *bench) fanOut(ctx context.Context, target fanTarget, n, events int) (*sseResult, error) {
 	res := &sseResult{subscribers: n, events: events, refused: make(map[string]int)}
 	names := make([]string, events)
 	for e := range names {
-		names[e] = fmt.Sprintf("fanout-%d-%d.json", n, e)
+		names[e] = target.name(e)
 	}
+	addr := target.addr
 
 	if err := b.gw.collectGarbage(); err != nil {
 		return nil, err
@@ -98,7 +144,7 @@ func (b *bench) fanOut(ctx context.Context, addr, root string, n, events int) (*
 		return nil, err
 	}
 
-	req := buildRequest("GET", addr, "/v1/files/%2F/notify", [][2]string{{"Accept", "text/event-stream"}}, nil)
+	req := buildRequest("GET", addr, target.path, [][2]string{{"Accept", "text/event-stream"}}, nil)
 	subs := make([]*subscriber, n)
 	var (
 		mu       sync.Mutex
@@ -247,8 +293,8 @@ func (b *bench) fanOut(ctx context.Context, addr, root string, n, events int) (*
 			return nil, ctx.Err()
 		}
 		sent[e] = time.Now()
-		if err := os.WriteFile(filepath.Join(root, names[e]), []byte(`{"event":`+fmt.Sprint(e)+`}`), 0o644); err != nil {
-			return nil, fmt.Errorf("writing into the watched directory: %w", err)
+		if err := target.trigger(e); err != nil {
+			return nil, err
 		}
 		deadline := time.Now().Add(wait)
 		for received[e].Load() < int64(res.connected) && time.Now().Before(deadline) {
