@@ -1,6 +1,7 @@
 // Command bench measures etaggate against the plain Caddy gateway it
 // replaces, in one run of one gateway process: throughput and latency of
-// GETs, of the 304 path, of conditional PUTs, and SSE fan-out of fs_notify.
+// GETs, of the 304 paths, of conditional PUTs, and SSE fan-out of fs_notify
+// and of the change feed.
 // See README.md.
 package main
 
