@@ -328,12 +328,35 @@ func mustUint(t *testing.T, s string) uint64 {
 	return n
 }
 
-// TestCaddyETagChangesRefusedWrites: writes the gateway refuses (428, 412,
-// a failed check) or the upstream fails report nothing; only the
-// successful write that follows them is in the feed.
+// TestCaddyETagChangesRefusedWrites: writes the gateway refuses (503 after
+// lock_wait, 428, 412, 400, a failed check) or the upstream fails report
+// nothing; only the successful writes are in the feed.
 func TestCaddyETagChangesRefusedWrites(t *testing.T) {
-	_, base := startFeedSite(t, "\t\t\tbatch 1ms\n", "methods PUT", "require_precondition")
+	_, base := startFeedSite(t, "\t\t\tbatch 1ms\n", "methods PUT", "require_precondition", "lock_wait 200ms")
 	s := ssetest.MustOpen(t, testutil.Client(), base+"/changes", nil)
+
+	// A write that waited lock_wait for the lock: 503, nothing reported,
+	// while the slow write that held the lock is.
+	slow := make(chan int, 1)
+	go func() {
+		res, err := testutil.Client().Do(mustRequest(t, http.MethodPut, base+"/held", "If-Match: *", "X-Hold: 2s"))
+		if err != nil {
+			slow <- 0
+			return
+		}
+		res.Body.Close()
+		slow <- res.StatusCode
+	}()
+	time.Sleep(500 * time.Millisecond) // the slow write holds the lock by now
+	if res, body := feedDo(t, http.MethodPut, base+"/held", "x", "If-Match: *"); res.StatusCode != 503 {
+		t.Fatalf("PUT behind a held lock: %d %s, want 503", res.StatusCode, body)
+	}
+	if got := <-slow; got != 204 {
+		t.Fatalf("the slow PUT: %d", got)
+	}
+	if got := changeStrings(changesUntil(t, s, "/held")); len(got) != 1 {
+		t.Fatalf("feed %q, want one change of /held", got)
+	}
 	cases := []struct {
 		method, path string
 		header       []string
@@ -481,6 +504,17 @@ func TestCaddyETagChangesBasicAuth(t *testing.T) {
 	if got := changeStrings(changesUntil(t, s, "/doc")); len(got) != 1 || !strings.HasPrefix(got[0], "resource_updated /doc ") {
 		t.Fatalf("feed %q", got)
 	}
+}
+
+func mustRequest(t *testing.T, method, u string, header ...string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, u, strings.NewReader("x"))
+	testutil.Must(t, err)
+	for _, h := range header {
+		name, value, _ := strings.Cut(h, ":")
+		req.Header.Set(name, strings.TrimSpace(value))
+	}
+	return req
 }
 
 func basic(user, password string) string {

@@ -23,7 +23,8 @@ import (
 // carry the fields a 304 must repeat, a Date far in the past (so that a 304
 // showing it would be the upstream's, not the gateway's) and a cookie that
 // a 304 answered from the cache must not repeat. Below /status/<code>/
-// it answers every request with that status.
+// it answers every request with that status; a write with X-Hold: <duration>
+// takes that long.
 type revUpstream struct {
 	addr string
 	gets atomic.Int64
@@ -72,6 +73,9 @@ func (u *revUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = io.Copy(io.Discard, r.Body)
+	if d, err := time.ParseDuration(r.Header.Get("X-Hold")); err == nil {
+		time.Sleep(d) // a slow write, holding its resource's lock
+	}
 	u.mu.Lock()
 	u.version[r.URL.Path]++
 	v := u.version[r.URL.Path]
