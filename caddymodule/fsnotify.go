@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -63,15 +62,9 @@ type FSNotify struct {
 	// Default: 10000.
 	MaxSubscribers int `json:"max_subscribers,omitempty"`
 
-	engine  *notifier.Notifier
-	logger  *zap.Logger
-	servers *serverSet
-}
-
-// serverSet remembers the servers whose shutdown ends our streams.
-type serverSet struct {
-	mu sync.Mutex
-	m  map[*http.Server]struct{}
+	engine *notifier.Notifier
+	logger *zap.Logger
+	end    *shutdownCloser
 }
 
 // CaddyModule returns the Caddy module information.
@@ -110,7 +103,7 @@ func (m *FSNotify) Provision(ctx caddy.Context) error {
 		return err
 	}
 	m.engine = engine
-	m.servers = &serverSet{m: make(map[*http.Server]struct{})}
+	m.end = newShutdownCloser(engine.Close)
 	if reg := ctx.GetMetricsRegistry(); reg != nil {
 		ok, err := registerNotifyCollector(reg, newNotifyCollector(engine, m.Prefix))
 		if err != nil {
@@ -163,26 +156,8 @@ func (m *FSNotify) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 	if !m.engine.Match(r) {
 		return next.ServeHTTP(w, r)
 	}
-	m.endStreamsOnShutdown(r)
+	m.end.watch(r)
 	return m.engine.Serve(w, r)
-}
-
-// endStreamsOnShutdown makes the shutdown of the request's server end our
-// streams. A graceful shutdown waits for active requests, and a stream
-// never finishes by itself; Caddy only calls Cleanup after the shutdown.
-func (m *FSNotify) endStreamsOnShutdown(r *http.Request) {
-	srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server)
-	if !ok {
-		return
-	}
-	m.servers.mu.Lock()
-	defer m.servers.mu.Unlock()
-	if _, done := m.servers.m[srv]; done {
-		return
-	}
-	m.servers.m[srv] = struct{}{}
-	engine := m.engine
-	srv.RegisterOnShutdown(func() { _ = engine.Close() })
 }
 
 // Interface guards
