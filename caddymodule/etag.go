@@ -375,8 +375,7 @@ func (e *ETag) Cleanup() error {
 func (e *ETag) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if e.feed != nil && e.feed.Match(r) {
 		e.feedEnd.watch(r)
-		e.feed.ServeHTTP(w, r)
-		return nil
+		return e.feed.Serve(w, r)
 	}
 	return e.engine.ServeHTTP(w, r, next)
 }

@@ -61,7 +61,7 @@ func (c *Changes) provision(log *zap.Logger) (*feed.Feed, error) {
 	hub.History = c.History
 	hub.MaxSubscribers = c.MaxSubscribers
 	hub.Logger = log
-	return feed.New(feed.Config{Path: c.Path, Hub: hub}, nil)
+	return feed.New(feed.Config{Path: c.Path, Hub: hub, RouteError: routeError}, nil)
 }
 
 // validate checks the values; 0 stands for the default.

@@ -1,9 +1,11 @@
 package caddymodule
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -521,4 +523,77 @@ func basic(user, password string) string {
 	req, _ := http.NewRequest(http.MethodGet, "/", nil)
 	req.SetBasicAuth(user, password)
 	return strings.TrimPrefix(req.Header.Get("Authorization"), "Basic ")
+}
+
+// TestCaddyETagChangesHandleErrors: with handle_errors, the feed's
+// refusals reach the site's error routes with their status, keeping Allow
+// and Retry-After; a site on the same server without handle_errors still
+// gets problem documents.
+func TestCaddyETagChangesHandleErrors(t *testing.T) {
+	up := startRevUpstream(t)
+	block := "\tetag {\n\t\tchanges /changes {\n\t\t\tmax_subscribers 1\n\t\t}\n\t}\n\treverse_proxy " + up.addr + "\n"
+	base := testutil.Start(t, "http://rendered.test:{port} {\n\tbind 127.0.0.1\n\thandle_errors {\n\t\trespond \"rendered {err.status_code}: {err.message}\"\n\t}\n"+block+"}\n"+
+		"http://plain.test:{port} {\n\tbind 127.0.0.1\n"+block+"}\n")
+	host := strings.TrimPrefix(base, "http://127.0.0.1")
+	for _, site := range []string{"rendered.test", "plain.test"} {
+		holdStream(t, base, site+host, "/changes")
+	}
+	for _, c := range []struct {
+		method, query string
+		status        int
+		keep          string
+	}{
+		{http.MethodPost, "", 405, "Allow"},
+		{http.MethodGet, "?prefix=items", 400, ""},
+		{http.MethodGet, "", 503, "Retry-After"}, // max_subscribers: the held stream
+	} {
+		for _, site := range []string{"rendered.test", "plain.test"} {
+			res, body := feedAs(t, site+host, c.method, base+"/changes"+c.query)
+			if res.StatusCode != c.status || (c.keep != "" && res.Header.Get(c.keep) == "") {
+				t.Errorf("%s %s%s on %s: %d %v", c.method, "/changes", c.query, site, res.StatusCode, res.Header)
+			}
+			rendered := strings.HasPrefix(body, fmt.Sprintf("rendered %d: ", c.status))
+			problem := strings.Contains(body, fmt.Sprintf(`"status":%d`, c.status))
+			if (site == "rendered.test") != rendered || (site == "plain.test") != problem {
+				t.Errorf("%s /changes%s on %s: body %q", c.method, c.query, site, body)
+			}
+		}
+	}
+}
+
+// feedAs sends a request to u with the given Host.
+func feedAs(t *testing.T, host, method, u string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, u, nil)
+	testutil.Must(t, err)
+	req.Host = host
+	res, err := testutil.Client().Do(req)
+	testutil.Must(t, err)
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	testutil.Must(t, err)
+	return res, string(b)
+}
+
+// holdStream opens a stream of path with the given Host and keeps it open
+// until the test ends, once its first comment has arrived.
+func holdStream(t *testing.T, base, host, path string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "http://"), 10*time.Second)
+	testutil.Must(t, err)
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	_, err = io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: "+host+"\r\n\r\n")
+	testutil.Must(t, err)
+	br := bufio.NewReader(c)
+	res, err := http.ReadResponse(br, nil)
+	testutil.Must(t, err)
+	if res.StatusCode != 200 {
+		t.Fatalf("GET %s on %s: %d", path, host, res.StatusCode)
+	}
+	line, err := bufio.NewReader(res.Body).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, ":") {
+		t.Fatalf("GET %s on %s: first line %q, %v", path, host, line, err)
+	}
+	_ = c.SetDeadline(time.Time{})
 }

@@ -31,14 +31,18 @@ type Config struct {
 	// Hub configures the streams: keepalive, batch, queue, history and
 	// max_subscribers.
 	Hub sse.Config
+	// RouteError hands a refusal to the server's error routes (Caddy's
+	// handle_errors), for Serve; nil: problem documents.
+	RouteError problem.Router
 }
 
 // Feed is one change feed. Close ends its streams.
 type Feed struct {
-	path string
-	hub  *sse.Hub[Change]
-	max  int
-	log  *zap.Logger
+	path  string
+	route problem.Router
+	hub   *sse.Hub[Change]
+	max   int
+	log   *zap.Logger
 }
 
 // New starts a feed. A nil transport keeps it to this process.
@@ -53,7 +57,7 @@ func New(cfg Config, transport sse.Transport[Change]) (*Feed, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Feed{path: cfg.Path, hub: hub, max: cfg.Hub.MaxSubscribers, log: cfg.Hub.Logger}, nil
+	return &Feed{path: cfg.Path, route: cfg.RouteError, hub: hub, max: cfg.Hub.MaxSubscribers, log: cfg.Hub.Logger}, nil
 }
 
 // Match reports whether r is addressed to the feed.
@@ -71,19 +75,25 @@ func (f *Feed) Written(w proxy.Written) {
 func (f *Feed) Publish(c Change) { f.hub.Publish(c) }
 
 // ServeHTTP answers GET with the stream of changes whose path starts with
-// one of the prefix parameters (all of them without one), and any other
-// method with 405.
-func (f *Feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// one of the prefix parameters (all of them without one), any other method
+// with 405, and every refusal with a problem document: the feed for a
+// server without error routes of its own.
+func (f *Feed) ServeHTTP(w http.ResponseWriter, r *http.Request) { _ = f.serve(w, r, nil) }
+
+// Serve is ServeHTTP for a server with error routes (Caddy's
+// handle_errors): a refusal that Config.RouteError takes is returned, for
+// the server to render, instead of written as a problem document.
+func (f *Feed) Serve(w http.ResponseWriter, r *http.Request) error { return f.serve(w, r, f.route) }
+
+func (f *Feed) serve(w http.ResponseWriter, r *http.Request, route problem.Router) error {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
-		f.fail(w, r, http.StatusMethodNotAllowed, "the change feed only answers GET", nil)
-		return
+		return f.fail(w, r, route, http.StatusMethodNotAllowed, "the change feed only answers GET", nil)
 	}
 	prefixes := r.URL.Query()["prefix"]
 	for _, p := range prefixes {
 		if p != "" && !strings.HasPrefix(p, "/") {
-			f.fail(w, r, http.StatusBadRequest, "prefix "+strconv.Quote(p)+" must begin with /, as the paths it selects do", nil)
-			return
+			return f.fail(w, r, route, http.StatusBadRequest, "prefix "+strconv.Quote(p)+" must begin with /, as the paths it selects do", nil)
 		}
 	}
 	lastID, resume := sse.LastEventID(r)
@@ -96,13 +106,13 @@ func (f *Feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, sse.ErrTooManySubscribers):
 		w.Header().Set("Retry-After", "5")
-		f.fail(w, r, http.StatusServiceUnavailable, "too many subscribers (max_subscribers "+strconv.Itoa(f.max)+")", err)
-		return
+		return f.fail(w, r, route, http.StatusServiceUnavailable, "too many subscribers (max_subscribers "+strconv.Itoa(f.max)+")", err)
 	case err != nil:
-		f.fail(w, r, http.StatusServiceUnavailable, "the server is shutting down or reloading", err)
-		return
+		w.Header().Set("Retry-After", "1")
+		return f.fail(w, r, route, http.StatusServiceUnavailable, "the server is shutting down or reloading", err)
 	}
 	s.Serve(w, r)
+	return nil
 }
 
 // Stats returns the hub's counters.
@@ -111,8 +121,9 @@ func (f *Feed) Stats() sse.Stats { return f.hub.Stats() }
 // Close ends every stream and waits for the feed's goroutines.
 func (f *Feed) Close() error { return f.hub.Close() }
 
-func (f *Feed) fail(w http.ResponseWriter, r *http.Request, status int, detail string, err error) {
-	problem.Write(w, problem.New(status, detail))
+// fail refuses r, through route when it takes the refusal, and logs it.
+func (f *Feed) fail(w http.ResponseWriter, r *http.Request, route problem.Router, status int, detail string, err error) error {
+	routed := problem.Answer(w, r, problem.New(status, detail), route)
 	log := f.log.Info
 	if status >= 500 {
 		log = f.log.Error
@@ -125,4 +136,5 @@ func (f *Feed) fail(w http.ResponseWriter, r *http.Request, status int, detail s
 		zap.String("uri", r.RequestURI),
 		zap.String("remote_addr", r.RemoteAddr),
 		zap.NamedError("cause", err))
+	return routed
 }
