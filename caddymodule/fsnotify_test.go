@@ -459,7 +459,7 @@ func TestFSNotifyLastEventID(t *testing.T) {
 	ev, err := s.Next(arrive)
 	testutil.Must(t, err)
 	if ev.ID == "" {
-		t.Fatal("payload has no id")
+		t.Fatal("event has no id")
 	}
 	s.Close()
 
@@ -482,7 +482,7 @@ func TestFSNotifyLastEventID(t *testing.T) {
 	s2.Collect(t, arrive, func(ns []ssetest.Notification) bool { return ssetest.Has(ns, "child_file_added", "three") })
 	s2.Close()
 
-	// More payloads than history while away: overflow first.
+	// More frames than history while away: overflow first.
 	for i := range 4 {
 		writeFile(t, filepath.Join(root, fmt.Sprintf("many%d", i)), "")
 		time.Sleep(40 * time.Millisecond) // separate batch windows

@@ -76,11 +76,11 @@ func (n *Notifier) serve(w http.ResponseWriter, r *http.Request, route problem.R
 		return n.fail(w, r, route, http.StatusBadRequest, "filter: "+strings.TrimPrefix(err.Error(), "notifier: "),
 			map[string]any{"valid_values": TypeNames()}, nil)
 	}
-	rec := false
+	recursive := false
 	if vs, ok := q["recursive"]; ok {
 		switch strings.ToLower(vs[0]) {
 		case "true":
-			rec = true
+			recursive = true
 		case "false":
 		default:
 			return n.fail(w, r, route, http.StatusBadRequest, "recursive must be true or false, not "+strconv.Quote(vs[0]),
@@ -92,11 +92,11 @@ func (n *Notifier) serve(w http.ResponseWriter, r *http.Request, route problem.R
 		return n.failRef(w, r, route, ref, err)
 	}
 	lastID, resume := sse.LastEventID(r)
-	s, err := n.subscribe(fd, rel, rec, filter, sse.Subscription[change]{LastEventID: lastID, Resume: resume, Name: ref})
+	s, err := n.subscribe(fd, rel, recursive, filter, sse.Subscription[change]{LastEventID: lastID, Resume: resume, Name: ref})
 	if err != nil {
 		return n.failRef(w, r, route, ref, err)
 	}
-	n.log.Debug("stream opened", zap.String("ref", ref), zap.Bool("recursive", rec),
+	n.log.Debug("stream opened", zap.String("ref", ref), zap.Bool("recursive", recursive),
 		zap.String("remote_addr", r.RemoteAddr), zap.Bool("last_event_id", resume))
 	s.Serve(w, r)
 	return nil

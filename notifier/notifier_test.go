@@ -345,7 +345,7 @@ func TestWatchesReleased(t *testing.T) {
 	n, base := start(t, cfg)
 	watches := func() int { return n.Stats().Watches }
 
-	rec := ssetest.MustOpen(t, client(), streamURL(base, encode("/"), "recursive=true"), nil)
+	recursive := ssetest.MustOpen(t, client(), streamURL(base, encode("/"), "recursive=true"), nil)
 	if got := watches(); got != 5 { // root, a, a/b, a/b/c, x
 		t.Errorf("recursive stream on root: %d watches, want 5", got)
 	}
@@ -353,7 +353,7 @@ func TestWatchesReleased(t *testing.T) {
 	if got := watches(); got != 5 {
 		t.Errorf("a second stream on a watched directory added watches: %d", got)
 	}
-	rec.Close()
+	recursive.Close()
 	testutil.Eventually(t, "only a/b left watched", func() bool { return watches() == 1 })
 	// a/b, watched through the recursive stream until now, still streams.
 	touch(t, filepath.Join(root, "a", "b", "still"))
@@ -426,7 +426,7 @@ func TestWatchedDirectoryMoves(t *testing.T) {
 }
 
 // TestBatchAndKeepalive checks the batch window (changes made together
-// arrive as one payload), increasing ids, and keep-alive comments.
+// arrive as one event), increasing ids, and keep-alive comments.
 func TestBatchAndKeepalive(t *testing.T) {
 	root := t.TempDir()
 	cfg := testConfig(root)

@@ -19,7 +19,7 @@ type Transport[N any] interface {
 	// before, from which the hub's ids continue.
 	Open(deliver func(*Frame[N])) (last uint64, err error)
 	// Send numbers f and has it delivered. The hub calls it from one
-	// goroutine at a time, in the order its frames were sealed, and
+	// goroutine at a time, in the order its windows were closed, and
 	// without holding its lock: deliver may be called before Send returns.
 	Send(f *Frame[N]) error
 	// Close stops delivering. The hub calls it once its streams are done.

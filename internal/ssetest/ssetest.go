@@ -27,7 +27,7 @@ type Event struct {
 	At   time.Time // when its last line was read
 }
 
-// Notification is one element of a payload's JSON list.
+// Notification is one element of an event's JSON list.
 type Notification struct {
 	Type       string   `json:"type"`
 	Path       string   `json:"path"`
@@ -35,11 +35,11 @@ type Notification struct {
 	StreamName *string  `json:"stream_name"`
 }
 
-// Decode parses a payload event's data.
+// Decode parses the data of an event of notifications.
 func (e Event) Decode() ([]Notification, error) {
 	var ns []Notification
 	if err := json.Unmarshal([]byte(e.Data), &ns); err != nil {
-		return nil, fmt.Errorf("payload %q: %w", e.Data, err)
+		return nil, fmt.Errorf("event data %q: %w", e.Data, err)
 	}
 	return ns, nil
 }
@@ -187,7 +187,7 @@ func (s *Stream) Next(timeout time.Duration) (Event, error) {
 	}
 }
 
-// Collect reads payload events until enough reports true for everything
+// Collect reads events of notifications until enough reports true for everything
 // received so far, and returns it all. Overflow events fail t.
 func (s *Stream) Collect(t testing.TB, timeout time.Duration, enough func([]Notification) bool) []Notification {
 	t.Helper()
