@@ -178,6 +178,14 @@ var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
 			batch {{.Batch}}
 			max_subscribers {{.MaxSubscribers}}
 		}
+{{- if .EtagExtra}}
+		{{.EtagExtra}}
+{{- end}}
+	}
+{{- end}}
+	reverse_proxy {{.Upstream}}
+}
+
 # F: etag with semantic ETags: members of every item and a top-level one
 # left out, so that the hasher matches names all through the body.
 :{{.EtagJSON}} {
