@@ -89,10 +89,11 @@ func StartWith(t testing.TB, globals, caddyfile string) string {
 	return base
 }
 
-// WaitListening waits up to 5s for addr to accept TCP connections.
+// WaitListening waits up to 20s for addr to accept TCP connections: a
+// gateway built with -race starts slowly on a busy machine.
 func WaitListening(t testing.TB, addr string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
