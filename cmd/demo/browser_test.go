@@ -170,7 +170,10 @@ func apiItem(t *testing.T, apiAddr, id string) map[string]any {
 	return v
 }
 
-const item1 = `article[data-path="/items/1"]`
+const (
+	item1 = `article[data-path="/items/1"]`
+	item2 = `article[data-path="/items/2"]`
+)
 
 // TestBrowser drives the demo page in headless Chromium against the demo
 // gateway, run in this process from Caddyfile.example in a copy of the demo
@@ -253,6 +256,10 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("after alice's save the API holds %v", v)
 	}
 
+	// The change feed tells Bob's tab at once; his edits are kept, and the
+	// page says his save will show both versions.
+	b.wait("waiting for the change feed to mark bob's edited card as stale", fmt.Sprintf(`document.querySelector('%s .stale')?.hidden === false`, item1))
+
 	// Bob's save is based on the version before Alice's: conflict view.
 	b.click(item1 + " button.save")
 	b.do("waiting for the conflict view", chromedp.WaitVisible(chromedp.CSS(item1+" .conflict")))
@@ -295,9 +302,14 @@ func TestBrowser(t *testing.T) {
 	}
 	a.click("#send-if-match")
 
-	// The change feed does not exist in this configuration: the page says
-	// so and carries on.
-	a.wait("waiting for the change feed's status", `document.getElementById('feed-status').dataset.state === 'off'`)
+	// The change feed is live, and an item Bob is not editing is refreshed
+	// in his tab when Alice saves it in hers.
+	a.wait("waiting for the change feed's status", `document.getElementById('feed-status').dataset.state === 'open'`)
+	b.wait("waiting for the change feed's status in bob's tab", `document.getElementById('feed-status').dataset.state === 'open'`)
+	a.typeInto(item2+` input[data-member="name"]`, "renamed by alice")
+	a.click(item2 + " button.save")
+	a.wait("waiting for alice's save of /items/2", fmt.Sprintf(`document.querySelector('%s .flash')?.textContent === 'Saved.'`, item2))
+	b.wait("waiting for bob's tab to show alice's /items/2 without a reload", fmt.Sprintf(`document.querySelector('%s input[data-member="name"]')?.value === 'renamed by alice'`, item2))
 
 	// A file created in demo/files shows in the events panel.
 	a.wait("waiting for the notification stream", `document.querySelector('#files .stream-status').dataset.state === 'open'`)
