@@ -69,6 +69,9 @@ type gatewayConfig struct {
 	// F: etag with json_ignore, for the semantic GET row.
 	EtagJSON   int
 	JSONIgnore string
+	// G: F with its other json_ignore, when set.
+	EtagJSONItems   int
+	JSONIgnoreItems string
 	// H, I: B with revalidate cache, and B with a change feed at /changes.
 	EtagRevalidate, EtagChanges int
 	HaveEtag, HaveNotify        bool
@@ -186,8 +189,25 @@ var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
 	reverse_proxy {{.Upstream}}
 }
 
-# F: etag with semantic ETags: members of every item and a top-level one
-# left out, so that the hasher matches names all through the body.
+{{- if .EtagJSONItems}}
+
+# G: F leaving out a member of every item too: names matched all through.
+:{{.EtagJSONItems}} {
+	bind 127.0.0.1
+{{- if .HaveEtag}}
+	etag {
+		json_ignore {{.JSONIgnoreItems}}
+{{- if .EtagExtra}}
+		{{.EtagExtra}}
+{{- end}}
+	}
+{{- end}}
+	reverse_proxy {{.Upstream}}
+}
+{{- end}}
+
+# F: etag with semantic ETags: a top-level member left out, as APIs put
+# generated_at.
 :{{.EtagJSON}} {
 	bind 127.0.0.1
 {{- if .HaveEtag}}

@@ -55,7 +55,7 @@ func parseFlags() (options, error) {
 	flag.StringVar(&o.gateway, "gateway", "", "use this gateway binary instead of building ./cmd/caddy")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (Caddyfile, gateway log)")
 	flag.StringVar(&o.profileDir, "profile", "", "save gateway CPU and allocation profiles of each side's first round into this directory")
-	flag.StringVar(&only, "only", "", "run only the cases whose key matches this regexp (keys: get-1k get-4k get-64k get-1m get-4k-json 304 304-cache put put-changes sse-<n> changes-<n> burst hotkey cluster-get cluster-put handoff)")
+	flag.StringVar(&only, "only", "", "run only the cases whose key matches this regexp (keys: get-1k get-4k get-64k get-1m get-4k-json get-4k-json-items 304 304-cache put put-changes sse-<n> changes-<n> burst hotkey cluster-get cluster-put handoff)")
 	flag.StringVar(&o.etagExtra, "etag", "", "extra directive added to every etag block, e.g. 'hash sha256'")
 	flag.StringVar(&o.putMode, "put-mode", "rmw", "PUT rows: rmw (a GET, untimed, before each PUT) or loop (PUTs back to back)")
 	flag.BoolVar(&o.aa, "aa", false, "leave etag out of the etag sites (A/A run: shows the harness's own noise)")
@@ -185,7 +185,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer up.close()
 
-	ports, err := freePorts(10)
+	ports, err := freePorts(11)
 	if err != nil {
 		return err
 	}
@@ -206,6 +206,8 @@ func run(ctx context.Context, o options) error {
 		JSONIgnore:       jsonIgnore,
 		EtagRevalidate:   ports[8],
 		EtagChanges:      ports[9],
+		EtagJSONItems:    ports[10],
+		JSONIgnoreItems:  jsonIgnoreItems,
 		HaveEtag:         haveEtag,
 		HaveNotify:       haveNotify,
 		EtagExtra:        o.etagExtra,
@@ -218,7 +220,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	addr := func(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
-	addrs := []string{addr(cfg.Plain), addr(cfg.Etag), addr(cfg.EtagCache), addr(cfg.EtagNoAfter), addr(cfg.EtagCacheNoAfter), addr(cfg.EtagJSON), addr(cfg.EtagRevalidate), addr(cfg.EtagChanges)}
+	addrs := []string{addr(cfg.Plain), addr(cfg.Etag), addr(cfg.EtagCache), addr(cfg.EtagNoAfter), addr(cfg.EtagCacheNoAfter), addr(cfg.EtagJSON), addr(cfg.EtagRevalidate), addr(cfg.EtagChanges), addr(cfg.EtagJSONItems)}
 	if haveNotify {
 		addrs = append(addrs, addr(cfg.Notify))
 	}
@@ -313,13 +315,22 @@ func run(ctx context.Context, o options) error {
 		rows = append(rows, row{name: name, a: res[0], b: res[1], wantA: 200, wantB: 200})
 	}
 
-	if want("get-4k-json") {
+	for _, js := range []struct {
+		key, ignore string
+		port        int
+	}{
+		{"get-4k-json", jsonIgnore, cfg.EtagJSON},
+		{"get-4k-json-items", jsonIgnoreItems, cfg.EtagJSONItems},
+	} {
+		if !want(js.key) {
+			continue
+		}
 		const path = "/json/4k"
-		name := "GET 4 KiB, json_ignore " + jsonIgnore
+		name := "GET 4 KiB, json_ignore " + js.ignore
 		progress("%s", name)
-		res, err := b.compare(ctx, "get-4k-json", []side{
+		res, err := b.compare(ctx, js.key, []side{
 			{name: "plain", addr: addr(cfg.Plain), req: [][]byte{buildRequest("GET", addr(cfg.Plain), path, nil, nil)}},
-			{name: "etag json_ignore", addr: addr(cfg.EtagJSON), req: [][]byte{buildRequest("GET", addr(cfg.EtagJSON), path, nil, nil)}},
+			{name: "etag json_ignore", addr: addr(js.port), req: [][]byte{buildRequest("GET", addr(js.port), path, nil, nil)}},
 		})
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
