@@ -62,7 +62,18 @@ valueHere:
 	st = sValue
 	switch byteClass[p[i]] {
 	case cQuote:
-		if j = stringStop(p, i+1); j < n && p[j] == '"' {
+		// plainRun's first word, inlined by hand: a call costs more than
+		// a short string's word.
+		if j = i + 1; j+8 <= n {
+			if m := specials(binary.LittleEndian.Uint64(p[j:])); m != 0 {
+				j += bits.TrailingZeros64(m) >> 3
+			} else {
+				j = plainRun(p, j+8)
+			}
+		} else {
+			j = plainRun(p, j)
+		}
+		if j < n && p[j] == '"' {
 			i = j + 1
 		} else if end, ok := stringEnd(p, j); ok {
 			i = end
@@ -88,6 +99,14 @@ valueHere:
 		}
 		goto next
 	case cScalar:
+		if j = i + 4; j < n && p[i] == 't' && binary.LittleEndian.Uint32(p[i:]) == trueWord {
+			i = j
+			goto next
+		}
+		if j = i + 5; j < n && p[i] == 'f' && binary.LittleEndian.Uint32(p[i+1:]) == alseWord {
+			i = j
+			goto next
+		}
 		if end, ok := scalarEnd(p, i); ok {
 			i = end
 			goto next
@@ -136,7 +155,16 @@ keyHere:
 	if p[i] != '"' {
 		goto leave
 	}
-	if j = stringStop(p, i+1); j < n && p[j] == '"' {
+	if j = i + 1; j+8 <= n {
+		if m := specials(binary.LittleEndian.Uint64(p[j:])); m != 0 {
+			j += bits.TrailingZeros64(m) >> 3
+		} else {
+			j = plainRun(p, j+8)
+		}
+	} else {
+		j = plainRun(p, j)
+	}
+	if j < n && p[j] == '"' {
 		i = j + 1
 	} else if end, ok := stringEnd(p, j); ok {
 		i = end
@@ -375,18 +403,6 @@ func plainRun(p []byte, i int) int {
 		i++
 	}
 	return i
-}
-
-// stringStop is plainRun with its first word inlined into the caller:
-// most strings of an API body are names and short values.
-func stringStop(p []byte, i int) int {
-	if i+8 <= len(p) {
-		if m := specials(binary.LittleEndian.Uint64(p[i:])); m != 0 {
-			return i + bits.TrailingZeros64(m)/8
-		}
-		return plainRun(p, i+8)
-	}
-	return plainRun(p, i)
 }
 
 const (
