@@ -86,9 +86,41 @@ func (p *Process) Kill() {
 	<-p.done
 }
 
-// Pause stops the process with SIGSTOP; its sockets stay open and its
-// clocks run on. Resume continues it.
-func (p *Process) Pause() { _ = p.cmd.Process.Signal(syscall.SIGSTOP) }
+// Pause stops the process with SIGSTOP, and returns once every thread of
+// it has stopped: on a busy machine a thread may run on for milliseconds
+// after the signal is sent. Its sockets stay open and its clocks run on.
+// Resume continues it.
+func (p *Process) Pause() {
+	p.t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGSTOP)
+	deadline := time.Now().Add(10 * time.Second)
+	for !stopped(p.cmd.Process.Pid) {
+		if time.Now().After(deadline) {
+			p.t.Fatalf("gateway %s did not stop within 10s of SIGSTOP", p.URL)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// stopped reports whether every thread of pid is in the stopped state.
+func stopped(pid int) bool {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return false
+		}
+		// The state follows the command name, which is in parentheses.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
+}
 
 // Resume continues a paused process.
 func (p *Process) Resume() { _ = p.cmd.Process.Signal(syscall.SIGCONT) }

@@ -141,9 +141,20 @@ func (r *Redis) Restart() {
 	}
 }
 
-// Pause stops the server with SIGSTOP: connections stay open and nothing
-// answers, as with a Redis that hangs. Resume undoes it.
-func (r *Redis) Pause() { _ = r.cmd.Process.Signal(syscall.SIGSTOP) }
+// Pause stops the server with SIGSTOP, and returns once it has stopped:
+// connections stay open and nothing answers, as with a Redis that hangs.
+// Resume undoes it.
+func (r *Redis) Pause() {
+	r.t.Helper()
+	_ = r.cmd.Process.Signal(syscall.SIGSTOP)
+	deadline := time.Now().Add(10 * time.Second)
+	for !stopped(r.cmd.Process.Pid) {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("redis-server on %s did not stop within 10s of SIGSTOP", r.Addr)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
 
 // Resume continues a paused server.
 func (r *Redis) Resume() { _ = r.cmd.Process.Signal(syscall.SIGCONT) }
