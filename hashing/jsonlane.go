@@ -155,11 +155,13 @@ keyHere:
 	if p[i] != '"' {
 		goto leave
 	}
-	if j = i + 1; j+8 <= n {
+	if j = i + 1; j+16 <= n {
 		if m := specials(binary.LittleEndian.Uint64(p[j:])); m != 0 {
 			j += bits.TrailingZeros64(m) >> 3
+		} else if m := specials(binary.LittleEndian.Uint64(p[j+8:])); m != 0 {
+			j += 8 + bits.TrailingZeros64(m)>>3 // names such as "updated_at"
 		} else {
-			j = plainRun(p, j+8)
+			j = plainRun(p, j+16)
 		}
 	} else {
 		j = plainRun(p, j)
