@@ -47,7 +47,12 @@ func (c *Client) newLease(k keys, token string, got acquired, sent time.Time) *L
 	l.ctx, l.cancel = context.WithCancelCause(context.Background())
 	l.deadline = sent.Add(c.lease - c.margin)
 	l.mu.Lock()
-	l.lost = time.AfterFunc(time.Until(l.deadline), func() { l.cancel(ErrLeaseLost) })
+	l.lost = time.AfterFunc(time.Until(l.deadline), func() {
+		if l.ctx.Err() == nil {
+			c.log.Warn("write lock given up: no renewal succeeded within the lease minus its margin")
+		}
+		l.cancel(ErrLeaseLost)
+	})
 	l.renewal = time.AfterFunc(c.lease/3, l.renew)
 	l.mu.Unlock()
 	return l

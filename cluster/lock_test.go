@@ -123,7 +123,7 @@ func TestLockWaitBoundedByContext(t *testing.T) {
 func TestLeaseRenewedWhileHeld(t *testing.T) {
 	srv := testutil.StartRedis(t)
 	markRunning(t, srv)
-	const lease = time.Second
+	const lease = 3 * time.Second // renewal has a second of room on a busy machine
 	a, b := open(t, srv, lease), open(t, srv, lease)
 	rk := resource("/items/1")
 	held := mustLock(t, a, rk)
@@ -157,20 +157,20 @@ func TestLeaseLostWhenRedisStops(t *testing.T) {
 	held := mustLock(t, a, resource("/items/1"))
 	srv.Pause() // Redis hangs: renewals time out
 	defer srv.Resume()
-	stopped := time.Now()
+	// By the time Redis could expire the key (a lease after the last
+	// renewal, which was before the pause), the holder has given up: Check
+	// reads the clock, whatever the timers' delay on a busy machine.
+	time.Sleep(lease)
+	if err := held.Check(); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("Check a lease after Redis stopped answering = %v, want ErrLeaseLost", err)
+	}
 	select {
 	case <-held.Context().Done():
 	case <-time.After(10 * time.Second):
-		t.Fatal("the lease was not given up")
+		t.Fatal("the lease's context was not cancelled")
 	}
 	if cause := context.Cause(held.Context()); !errors.Is(cause, ErrLeaseLost) {
 		t.Fatalf("cause %v, want ErrLeaseLost", cause)
-	}
-	if d := time.Since(stopped); d > lease {
-		t.Fatalf("the lease was given up %s after Redis stopped answering, later than the lease (%s)", d, lease)
-	}
-	if err := held.Check(); !errors.Is(err, ErrLeaseLost) {
-		t.Fatalf("Check = %v, want ErrLeaseLost", err)
 	}
 }
 
@@ -183,11 +183,11 @@ func TestLeaseLostWhenTaken(t *testing.T) {
 	a := open(t, srv, lease)
 	rk := resource("/items/1")
 	held := mustLock(t, a, rk)
-	raw(t, srv).Set(context.Background(), a.keys(rk).lock, "someone else", lease)
+	testutil.Must(t, raw(t, srv).Set(context.Background(), a.keys(rk).lock, "someone else", lease).Err())
 	select {
 	case <-held.Context().Done():
-	case <-time.After(lease):
-		t.Fatal("the lost lease was not noticed within a lease")
+	case <-time.After(2 * lease):
+		t.Fatal("the lost lease was not noticed within two leases")
 	}
 	if err := held.Check(); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("Check = %v, want ErrLeaseLost", err)
@@ -245,8 +245,8 @@ func TestLockWhileRedisDown(t *testing.T) {
 	start = time.Now()
 	l := mustLock(t, a, rk)
 	defer l.Unlock()
-	if d := time.Since(start); d > 2*lease+time.Second {
-		t.Fatalf("the first lock after the restart took %s", d)
+	if d := time.Since(start); d > lease+5*time.Second {
+		t.Fatalf("the first lock after the restart took %s, for a hold of one lease (%s)", d, lease)
 	}
 }
 
