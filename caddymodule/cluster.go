@@ -11,7 +11,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etaggate/etaggate/cluster"
+	"github.com/etaggate/etaggate/feed"
 	"github.com/etaggate/etaggate/proxy"
+	"github.com/etaggate/etaggate/sse"
 )
 
 func init() {
@@ -156,9 +158,9 @@ func (a *Cluster) Cleanup() error {
 // without redis.
 func (a *Cluster) Client() *cluster.Client { return a.client }
 
-// engineCluster returns the etaggate app's cluster as the engine sees
-// it, nil when no redis is configured.
-func engineCluster(ctx caddy.Context) (proxy.Cluster, error) {
+// clusterClient returns the etaggate app's Redis client, nil when no
+// redis is configured.
+func clusterClient(ctx caddy.Context) (*cluster.Client, error) {
 	app, err := ctx.AppIfConfigured("etaggate")
 	if errors.Is(err, caddy.ErrNotConfigured) {
 		return nil, nil
@@ -166,11 +168,25 @@ func engineCluster(ctx caddy.Context) (proxy.Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := app.(*Cluster).Client()
+	return app.(*Cluster).Client(), nil
+}
+
+// engineCluster is c as the engine sees it; nil for a gateway alone.
+func engineCluster(c *cluster.Client) proxy.Cluster {
 	if c == nil {
-		return nil, nil
+		return nil
 	}
-	return cluster.Engine{Client: c}, nil
+	return cluster.Engine{Client: c}
+}
+
+// feedTransport carries the change feed at path through Redis, so that
+// every replica's feed carries every replica's writes; nil keeps the feed
+// to this process. Feeds at the same path share one stream in the cluster.
+func feedTransport(c *cluster.Client, path string, history int) sse.Transport[feed.Change] {
+	if c == nil {
+		return nil
+	}
+	return cluster.NewTransport[feed.Change](c.Feed(path, history))
 }
 
 // Interface guards.

@@ -177,9 +177,11 @@ func (e *ETag) Provision(ctx caddy.Context) error {
 	}
 	e.locksHeld = true
 	cfg.Locks = held.(sharedLocks).Locks
-	if cfg.Cluster, err = engineCluster(ctx); err != nil {
+	redis, err := clusterClient(ctx)
+	if err != nil {
 		return err
 	}
+	cfg.Cluster = engineCluster(redis)
 	if reg := ctx.GetMetricsRegistry(); reg != nil {
 		counters, err := etagOutcomes(reg)
 		if err != nil {
@@ -188,7 +190,7 @@ func (e *ETag) Provision(ctx caddy.Context) error {
 		cfg.Observe = func(o proxy.Outcome) { counters[o].Inc() }
 	}
 	if e.Changes != nil {
-		if e.feed, err = e.Changes.provision(cfg.Logger); err != nil {
+		if e.feed, err = e.Changes.provision(cfg.Logger, redis); err != nil {
 			return err
 		}
 		e.feedEnd = newShutdownCloser(e.feed.Close)

@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/etaggate/etaggate/cluster"
 	"github.com/etaggate/etaggate/feed"
 	"github.com/etaggate/etaggate/sse"
 )
@@ -44,8 +45,9 @@ type Changes struct {
 	MaxSubscribers int `json:"max_subscribers,omitempty"`
 }
 
-// provision fills in the defaults and starts the feed.
-func (c *Changes) provision(log *zap.Logger) (*feed.Feed, error) {
+// provision fills in the defaults and starts the feed, through the
+// cluster's Redis when redis is not nil.
+func (c *Changes) provision(log *zap.Logger, redis *cluster.Client) (*feed.Feed, error) {
 	hub := sse.DefaultConfig()
 	c.Keepalive = cmp.Or(c.Keepalive, caddy.Duration(hub.Keepalive))
 	c.Batch = cmp.Or(c.Batch, caddy.Duration(hub.Batch))
@@ -61,7 +63,7 @@ func (c *Changes) provision(log *zap.Logger) (*feed.Feed, error) {
 	hub.History = c.History
 	hub.MaxSubscribers = c.MaxSubscribers
 	hub.Logger = log
-	return feed.New(feed.Config{Path: c.Path, Hub: hub, RouteError: routeError}, nil)
+	return feed.New(feed.Config{Path: c.Path, Hub: hub, RouteError: routeError}, feedTransport(redis, c.Path, c.History))
 }
 
 // validate checks the values; 0 stands for the default.
