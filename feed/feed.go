@@ -123,18 +123,5 @@ func (f *Feed) Close() error { return f.hub.Close() }
 
 // fail refuses r, through route when it takes the refusal, and logs it.
 func (f *Feed) fail(w http.ResponseWriter, r *http.Request, route problem.Router, status int, detail string, err error) error {
-	routed := problem.Answer(w, r, problem.New(status, detail), route)
-	log := f.log.Info
-	if status >= 500 {
-		log = f.log.Error
-	}
-	log("change feed request refused",
-		zap.Int("status", status),
-		zap.String("detail", detail),
-		zap.String("method", r.Method),
-		zap.String("host", r.Host),
-		zap.String("uri", r.RequestURI),
-		zap.String("remote_addr", r.RemoteAddr),
-		zap.NamedError("cause", err))
-	return routed
+	return problem.Refuse(f.log, "change feed request refused", w, r, problem.New(status, detail), route, err)
 }

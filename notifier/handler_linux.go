@@ -131,18 +131,5 @@ func (n *Notifier) failRef(w http.ResponseWriter, r *http.Request, route problem
 func (n *Notifier) fail(w http.ResponseWriter, r *http.Request, route problem.Router, status int, detail string, ext map[string]any, err error) error {
 	d := problem.New(status, detail)
 	d.Extensions = ext
-	routed := problem.Answer(w, r, d, route)
-	log := n.log.Info
-	if status >= 500 {
-		log = n.log.Error
-	}
-	log("fs_notify request refused",
-		zap.Int("status", status),
-		zap.String("detail", detail),
-		zap.String("method", r.Method),
-		zap.String("host", r.Host),
-		zap.String("uri", r.RequestURI),
-		zap.String("remote_addr", r.RemoteAddr),
-		zap.NamedError("cause", err))
-	return routed
+	return problem.Refuse(n.log, "fs_notify request refused", w, r, d, route, err)
 }
