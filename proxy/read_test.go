@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -24,6 +23,7 @@ import (
 	"github.com/zeebo/xxh3"
 
 	"github.com/etaggate/etaggate/hashing"
+	"github.com/etaggate/etaggate/internal/testutil"
 )
 
 // The read-path tests run the middleware as a real server on 127.0.0.1 in
@@ -358,47 +358,6 @@ func TestReadMalformedTagList(t *testing.T) {
 	}
 }
 
-// rawExchange sends a raw HTTP/1.1 request and returns the response's head
-// and every byte after it, so that nothing the client library hides (such
-// as a body on a 304) goes unseen.
-func rawExchange(t *testing.T, baseURL, method, path string, header ...string) (status string, head http.Header, rest []byte) {
-	t.Helper()
-	u, err := url.Parse(baseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := net.DialTimeout("tcp", u.Host, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	var req strings.Builder
-	fmt.Fprintf(&req, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n", method, path, u.Host)
-	for _, h := range header {
-		req.WriteString(h + "\r\n")
-	}
-	req.WriteString("\r\n")
-	if _, err := io.WriteString(c, req.String()); err != nil {
-		t.Fatal(err)
-	}
-	all, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatalf("reading raw response: %v", err)
-	}
-	headText, body, ok := bytes.Cut(all, []byte("\r\n\r\n"))
-	if !ok {
-		t.Fatalf("no end of header in %q", all)
-	}
-	lines := strings.Split(string(headText), "\r\n")
-	head = http.Header{}
-	for _, l := range lines[1:] {
-		name, value, _ := strings.Cut(l, ":")
-		head.Add(name, strings.TrimSpace(value))
-	}
-	return lines[0], head, body
-}
-
 // notModifiedUpstream serves readBody with every header a 304 must keep or
 // drop.
 func notModifiedUpstream() http.Handler {
@@ -443,7 +402,7 @@ func checkNotModifiedHead(t *testing.T, status string, head http.Header, rest []
 func TestReadNotModifiedHeaders(t *testing.T) {
 	g := startReadGateway(t, DefaultConfig(), notModifiedUpstream())
 	for _, method := range []string{http.MethodGet, http.MethodHead} {
-		status, ok, body := rawExchange(t, g.url, method, "/r")
+		status, ok, body := testutil.RawExchange(t, g.url, method, "/r")
 		if !strings.Contains(status, " 200 ") {
 			t.Fatalf("%s: status line %q", method, status)
 		}
@@ -453,7 +412,7 @@ func TestReadNotModifiedHeaders(t *testing.T) {
 		etag := ok.Get("Etag")
 		for _, cond := range []string{"If-None-Match: " + etag, "If-Modified-Since: " + dateAfter, "If-None-Match: *"} {
 			t.Run(method+"/"+cond, func(t *testing.T) {
-				status, head, rest := rawExchange(t, g.url, method, "/r", cond)
+				status, head, rest := testutil.RawExchange(t, g.url, method, "/r", cond)
 				checkNotModifiedHead(t, status, head, rest, ok)
 			})
 		}
