@@ -46,8 +46,9 @@ type Options struct {
 	Logger *zap.Logger
 }
 
-// Client is one process's connection pool to Redis, with the goroutines
-// that wake lock waiters. It is safe for concurrent use; Close stops it.
+// Client is one process's connection pool to Redis, with the subscription
+// that wakes lock waiters and keeps the mirror of generations. It is safe
+// for concurrent use; Close stops it.
 type Client struct {
 	rdb    *redis.Client
 	opts   *redis.Options // as given to rdb, for connections of their own
@@ -56,8 +57,10 @@ type Client struct {
 	margin time.Duration // a lease is given up this long before it ends
 	log    *zap.Logger
 
-	wake *wakeup
-	boot bootState
+	wake   *wakeup
+	sub    *subscription
+	mirror *mirror
+	boot   bootState
 
 	// downUntil (Unix nanoseconds) skips Redis for reads for a moment
 	// after a failure, so that reads do not each wait for a dead server.
@@ -102,8 +105,10 @@ func Open(opts Options) (*Client, error) {
 		c.log = zap.NewNop()
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.wake = newWakeup(c)
-	c.track(c.wake.run)
+	c.wake = newWakeup()
+	c.mirror = new(mirror)
+	c.sub = &subscription{c: c}
+	c.track(c.sub.run)
 	return c, nil
 }
 
@@ -167,7 +172,7 @@ func (c *Client) Close() error {
 		c.closing = true
 		c.mu.Unlock()
 		c.cancel()
-		c.wake.close()
+		c.sub.close()
 		c.wg.Wait()
 		err = c.rdb.Close()
 	})

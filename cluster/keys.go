@@ -10,6 +10,7 @@ import (
 // braces, so its lock and generation share a hash slot and one script can
 // touch both on Redis Cluster.
 type keys struct {
+	rk   xxh3.Uint128
 	id   string // the resource key's hash in hex: no user data reaches Redis
 	lock string // the holder's token, with the lease as expiry
 	gen  string // the resource's cache generation
@@ -21,11 +22,15 @@ func (c *Client) keys(rk xxh3.Uint128) keys {
 	b := rk.Bytes()
 	id := hex.EncodeToString(b[:])
 	base := c.prefix + "{r:" + id + "}:"
-	return keys{id: id, lock: base + "lock", gen: base + "gen", wanted: base + "wanted"}
+	return keys{rk: rk, id: id, lock: base + "lock", gen: base + "gen", wanted: base + "wanted"}
 }
 
 // releasedChannel carries the id of every resource whose lock is released.
 func (c *Client) releasedChannel() string { return c.prefix + "released" }
+
+// changedChannel carries the id of every resource whose generation
+// changes or that is locked: the mirror must forget it.
+func (c *Client) changedChannel() string { return c.prefix + "changed" }
 
 // bootKeys mark the data Redis holds: their loss means Redis lost every
 // lock, and none may be granted for one lease.

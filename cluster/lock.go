@@ -30,6 +30,8 @@ func (c *Client) Lock(ctx context.Context, rk xxh3.Uint128) (*Lease, error) {
 			return nil, err
 		}
 		if got.held {
+			// Redis told every mirror; this one hears it first.
+			c.mirror.forget(rk)
 			return c.newLease(k, token, got, sent), nil
 		}
 		if err := w.wait(ctx, got.retryIn); err != nil {
@@ -52,7 +54,7 @@ func (c *Client) tryAcquire(ctx context.Context, k keys, token string) (acquired
 	idKey, holdKey := c.bootKeys()
 	keys := []string{k.lock, k.gen, k.wanted}
 	poison := newGeneration()
-	args := []any{token, ms(c.lease), formatGeneration(poison), ms(generationTTL)}
+	args := []any{token, ms(c.lease), formatGeneration(poison), ms(generationTTL), c.changedChannel(), k.id}
 	var acq *redis.Cmd
 	var marker *redis.StringCmd
 	var hold *redis.DurationCmd
@@ -102,7 +104,8 @@ func parseAcquired(cmd *redis.Cmd) (acquired, error) {
 	}
 	if ok, _ := v[0].(int64); ok == 1 {
 		s, _ := v[1].(string)
-		return acquired{held: true, gen: parseGeneration(s)}, nil
+		gen, _ := parseGeneration(s)
+		return acquired{held: true, gen: gen}, nil
 	}
 	pttl, _ := v[1].(int64)
 	return acquired{retryIn: time.Duration(pttl) * time.Millisecond}, nil
@@ -118,6 +121,7 @@ func (c *Client) release(k keys, token string, gen, poison uint64) error {
 	err := releaseScript.Run(ctx, c.rdb, []string{k.lock, k.gen, k.wanted},
 		token, formatGeneration(gen), ms(generationTTL), c.releasedChannel(), k.id,
 		formatGeneration(poison), formatGeneration(newGeneration())).Err()
+	c.mirror.forget(k.rk)
 	if err != nil {
 		return c.unavailable(c.ctx, fmt.Errorf("releasing the write lock (it expires by itself within its lease): %w", err))
 	}

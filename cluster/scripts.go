@@ -20,11 +20,12 @@ var (
 	// acquireScript takes the lock for ARGV[1] with a lease of ARGV[2] ms,
 	// or tells how long the current holder's lease has left and marks the
 	// resource wanted (for as long as a lease), so that its release wakes
-	// the waiters. On success it
-	// returns the resource's generation and replaces it with ARGV[3], so
-	// that no entry filled before survives a holder that dies mid-write.
-	// A retried acquire that had succeeded finds its own token and keeps
-	// the lock.
+	// the waiters. On success it returns the resource's generation and
+	// replaces it with ARGV[3], so that no entry filled before survives a
+	// holder that dies mid-write, and publishes the resource (ARGV[6]) on
+	// the changed channel (ARGV[5]): every mirror forgets it before the
+	// write is forwarded. A retried acquire that had succeeded finds its
+	// own token and keeps the lock.
 	acquireScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur == ARGV[1] then
@@ -38,6 +39,7 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local gen = redis.call('GET', KEYS[2]) or ''
 redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+redis.call('PUBLISH', ARGV[5], ARGV[6])
 return {1, gen}
 `)
 
@@ -51,11 +53,15 @@ return 0
 
 	// releaseScript releases the lock of holder ARGV[1], sets the
 	// generation the holder leaves (ARGV[2]) and, if anyone waits, wakes
-	// the waiters of every replica: a waiter marked the resource wanted
-	// after the last release, since it found the lock held. If the generation is no longer the one the holder set
-	// when it took the lock (ARGV[6]), a write without the lock changed it
-	// meanwhile, and a fresh one (ARGV[7]) is set instead, which no entry
-	// carries. A holder whose lease ended touches nothing.
+	// the waiters of every replica by publishing the resource (ARGV[5]) on
+	// the released channel (ARGV[4]): a waiter marked the resource wanted
+	// after the last release, since it found the lock held. If the
+	// generation is no longer the one the holder set when it took the lock
+	// (ARGV[6]), a write without the lock changed it meanwhile, and a fresh
+	// one (ARGV[7]) is set instead, which no entry carries. A holder whose
+	// lease ended touches nothing. No mirror needs telling: none kept the
+	// resource after the acquire was published, and none stores a
+	// generation read while it was locked.
 	releaseScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
@@ -74,7 +80,10 @@ return 1
 
 	// generationScript returns the generation a read may fill the cache
 	// with: none while the resource is locked (a write may be committing
-	// upstream), else the current one, created as ARGV[1] if missing.
+	// upstream), else the current one, created as ARGV[1] if missing. The
+	// creation is not published: a mirror that still holds a generation
+	// from before the key expired holds one that no write has changed
+	// since, and the next write's messages reach it.
 	generationScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return false
@@ -85,6 +94,15 @@ if not gen then
   gen = ARGV[1]
 end
 return gen
+`)
+
+	// invalidateScript gives the resource a new generation (ARGV[1]) at
+	// once, for a write that takes no lock, and publishes it (ARGV[3] the
+	// channel, ARGV[4] the resource).
+	invalidateScript = redis.NewScript(`
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
 `)
 
 	// bootScript marks a Redis that has no marker, which means it started
@@ -109,13 +127,14 @@ func newGeneration() uint64 {
 }
 
 // parseGeneration reads a generation stored by this package. A missing or
-// foreign value becomes a new random one, which matches no cache entry.
-func parseGeneration(s string) uint64 {
+// foreign value becomes a new random one, which matches no cache entry;
+// ok is false then.
+func parseGeneration(s string) (g uint64, ok bool) {
 	g, err := strconv.ParseUint(s, 10, 64)
 	if err != nil || g == 0 {
-		return newGeneration()
+		return newGeneration(), false
 	}
-	return g
+	return g, true
 }
 
 func formatGeneration(g uint64) string { return strconv.FormatUint(g, 10) }

@@ -4,28 +4,22 @@ import (
 	"context"
 	"sync"
 	"time"
-
-	"github.com/redis/go-redis/v9"
-	"go.uber.org/zap"
 )
 
 // wakeup wakes this process's lock waiters when a lock is released
-// anywhere in the cluster. One subscription per process carries every
+// anywhere in the cluster. The process's subscription carries every
 // release; waiters register locally, before their attempt, so that a
 // release between a failed attempt and the wait is not missed.
 type wakeup struct {
-	c       *Client
 	mu      sync.Mutex
 	waiters map[string]map[*waiter]struct{}
-	ps      *redis.PubSub
-	closed  bool
 }
 
 // waiter is one Lock call's wake-up signal.
 type waiter struct{ ch chan struct{} }
 
-func newWakeup(c *Client) *wakeup {
-	return &wakeup{c: c, waiters: make(map[string]map[*waiter]struct{})}
+func newWakeup() *wakeup {
+	return &wakeup{waiters: make(map[string]map[*waiter]struct{})}
 }
 
 func (w *wakeup) register(id string) *waiter {
@@ -90,55 +84,5 @@ func (wt *waiter) wait(ctx context.Context, retryIn time.Duration) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	}
-}
-
-// run receives releases until the client closes. Whenever the
-// subscription is (re)established, every waiter retries: releases sent
-// while it was down are lost.
-func (w *wakeup) run() {
-	ctx := w.c.ctx
-	ps := w.c.rdb.Subscribe(ctx, w.c.releasedChannel())
-	w.mu.Lock()
-	if w.closed {
-		w.mu.Unlock()
-		_ = ps.Close()
-		return
-	}
-	w.ps = ps
-	w.mu.Unlock()
-	backoff := 50 * time.Millisecond
-	for {
-		msg, err := ps.Receive(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			w.c.log.Debug("lock release subscription failed; retrying", zap.Error(err), zap.Duration("backoff", backoff))
-			select {
-			case <-time.After(backoff):
-			case <-ctx.Done():
-				return
-			}
-			backoff = min(2*backoff, time.Second)
-			continue
-		}
-		backoff = 50 * time.Millisecond
-		switch m := msg.(type) {
-		case *redis.Message:
-			w.wake(m.Payload)
-		case *redis.Subscription:
-			w.wake("")
-		}
-	}
-}
-
-func (w *wakeup) close() {
-	w.mu.Lock()
-	w.closed = true
-	ps := w.ps
-	w.mu.Unlock()
-	if ps != nil {
-		_ = ps.Close()
 	}
 }
