@@ -118,12 +118,23 @@ func parseAcquired(cmd *redis.Cmd) (acquired, error) {
 func (c *Client) release(k keys, token string, gen, poison uint64) error {
 	ctx, cancel := context.WithTimeout(c.ctx, min(c.lease, 3*time.Second))
 	defer cancel()
-	err := releaseScript.Run(ctx, c.rdb, []string{k.lock, k.gen, k.wanted},
+	_, seen := c.mirror.lookup(k.rk) // before the release, as for any read
+	left, err := releaseScript.Run(ctx, c.rdb, []string{k.lock, k.gen, k.wanted},
 		token, formatGeneration(gen), ms(generationTTL), c.releasedChannel(), k.id,
-		formatGeneration(poison), formatGeneration(newGeneration())).Err()
-	c.mirror.forget(k.rk)
+		formatGeneration(poison), formatGeneration(newGeneration())).Result()
 	if err != nil {
+		c.mirror.forget(k.rk)
 		return c.unavailable(c.ctx, fmt.Errorf("releasing the write lock (it expires by itself within its lease): %w", err))
+	}
+	// The next read here needs no round trip: the generation just left is
+	// current until another lock's message, which store cannot overtake.
+	// A holder whose lease ended gets 0, not a generation.
+	if s, isGen := left.(string); !isGen {
+		c.mirror.forget(k.rk)
+	} else if g, ok := parseGeneration(s); ok {
+		c.mirror.store(k.rk, g, seen)
+	} else {
+		c.mirror.forget(k.rk)
 	}
 	return nil
 }

@@ -122,3 +122,37 @@ func TestMirrorSilence(t *testing.T) {
 		return err == nil && g == g0
 	})
 }
+
+// TestMirrorKeepsWhatTheHolderLeft: the writer's next read of the
+// resource needs no round trip, and another replica's lock still reaches
+// the writer's mirror.
+func TestMirrorKeepsWhatTheHolderLeft(t *testing.T) {
+	srv := testutil.StartRedis(t)
+	markRunning(t, srv)
+	a, b := open(t, srv, 5*time.Second), open(t, srv, 5*time.Second)
+	ctx := context.Background()
+	rk := resource("/items/1")
+	testutil.Eventually(t, "a's mirror is live", a.mirror.live.Load)
+
+	l := mustLock(t, a, rk)
+	l.Invalidate()
+	g1 := l.Generation()
+	// A write in flight, long enough for a's own lock message to come
+	// back first, as it does behind an upstream's round trip.
+	time.Sleep(100 * time.Millisecond)
+	testutil.Must(t, l.Unlock())
+	before := scriptCalls(t, srv)
+	if g, err := a.Generation(ctx, rk); err != nil || g != g1 {
+		t.Fatalf("the writer reads %d, %v after its write; want the generation it left, %d", g, err, g1)
+	}
+	if n := scriptCalls(t, srv) - before; n != 0 {
+		t.Fatalf("the writer's read after its write ran %d scripts, want 0", n)
+	}
+
+	l = mustLock(t, b, rk)
+	testutil.Eventually(t, "a hears b's lock", func() bool {
+		_, err := a.Generation(ctx, rk)
+		return errors.Is(err, ErrLocked)
+	})
+	_ = l.Unlock()
+}

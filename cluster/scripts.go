@@ -59,9 +59,10 @@ return 0
 	// generation is no longer the one the holder set when it took the lock
 	// (ARGV[6]), a write without the lock changed it meanwhile, and a fresh
 	// one (ARGV[7]) is set instead, which no entry carries. A holder whose
-	// lease ended touches nothing. No mirror needs telling: none kept the
-	// resource after the acquire was published, and none stores a
-	// generation read while it was locked.
+	// lease ended touches nothing (and gets 0). It returns the generation
+	// it left, which the holder's own mirror keeps. No mirror needs telling:
+	// none kept the resource after the acquire was published, and none
+	// stores a generation read while it was locked.
 	releaseScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
@@ -75,7 +76,7 @@ redis.call('DEL', KEYS[1])
 if redis.call('DEL', KEYS[3]) == 1 then
   redis.call('PUBLISH', ARGV[4], ARGV[5])
 end
-return 1
+return gen
 `)
 
 	// generationScript returns the generation a read may fill the cache
