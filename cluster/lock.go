@@ -122,19 +122,17 @@ func (c *Client) release(k keys, token string, gen, poison uint64) error {
 	left, err := releaseScript.Run(ctx, c.rdb, []string{k.lock, k.gen, k.wanted},
 		token, formatGeneration(gen), ms(generationTTL), c.releasedChannel(), k.id,
 		formatGeneration(poison), formatGeneration(newGeneration())).Result()
-	if err != nil {
-		c.mirror.forget(k.rk)
-		return c.unavailable(c.ctx, fmt.Errorf("releasing the write lock (it expires by itself within its lease): %w", err))
-	}
 	// The next read here needs no round trip: the generation just left is
 	// current until another lock's message, which store cannot overtake.
 	// A holder whose lease ended gets 0, not a generation.
-	if s, isGen := left.(string); !isGen {
-		c.mirror.forget(k.rk)
-	} else if g, ok := parseGeneration(s); ok {
+	s, _ := left.(string)
+	if g, ok := parseGeneration(s); err == nil && ok {
 		c.mirror.store(k.rk, g, seen)
 	} else {
 		c.mirror.forget(k.rk)
+	}
+	if err != nil {
+		return c.unavailable(c.ctx, fmt.Errorf("releasing the write lock (it expires by itself within its lease): %w", err))
 	}
 	return nil
 }
