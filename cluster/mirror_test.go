@@ -26,16 +26,24 @@ func scriptCalls(t *testing.T, srv *testutil.Redis) int {
 	return n
 }
 
+// liveReplicas starts a Redis and two replicas on it, once a's mirror is
+// live.
+func liveReplicas(t *testing.T) (srv *testutil.Redis, a, b *Client) {
+	t.Helper()
+	srv = testutil.StartRedis(t)
+	markRunning(t, srv)
+	a, b = open(t, srv, 5*time.Second), open(t, srv, 5*time.Second)
+	testutil.Eventually(t, "a's mirror is live", a.mirror.live.Load)
+	return srv, a, b
+}
+
 // TestMirrorSavesRoundTrips: once a replica has read a resource's
 // generation, reading it again costs no round trip until a write through
 // any replica changes it; then the new one is read once.
 func TestMirrorSavesRoundTrips(t *testing.T) {
-	srv := testutil.StartRedis(t)
-	markRunning(t, srv)
-	a, b := open(t, srv, 5*time.Second), open(t, srv, 5*time.Second)
+	srv, a, b := liveReplicas(t)
 	ctx := context.Background()
 	rk := resource("/items/1")
-	testutil.Eventually(t, "a's mirror is live", a.mirror.live.Load)
 
 	g0, err := a.Generation(ctx, rk)
 	testutil.Must(t, err)
@@ -127,12 +135,9 @@ func TestMirrorSilence(t *testing.T) {
 // resource needs no round trip, and another replica's lock still reaches
 // the writer's mirror.
 func TestMirrorKeepsWhatTheHolderLeft(t *testing.T) {
-	srv := testutil.StartRedis(t)
-	markRunning(t, srv)
-	a, b := open(t, srv, 5*time.Second), open(t, srv, 5*time.Second)
+	srv, a, b := liveReplicas(t)
 	ctx := context.Background()
 	rk := resource("/items/1")
-	testutil.Eventually(t, "a's mirror is live", a.mirror.live.Load)
 
 	l := mustLock(t, a, rk)
 	l.Invalidate()
