@@ -129,13 +129,13 @@ func (b *bench) clusterRows(ctx context.Context, bin, dir string, cfg gatewayCon
 			p, c := addr(site.plain), addr(site.clust)
 			res, err := b.compare(ctx, "cluster-get", []side{
 				{name: "alone", addr: p, req: [][]byte{buildRequest("GET", p, "/json/4k", nil, nil)}},
-				{name: "cluster", addr: c, gw: gw, req: [][]byte{buildRequest("GET", c, "/json/4k", nil, nil)}},
+				{name: "cluster", addr: c, gw: gw, redis: redis, req: [][]byte{buildRequest("GET", c, "/json/4k", nil, nil)}},
 			})
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}
 			rows = append(rows, row{name: name, a: res[0], b: res[1], wantA: 200, wantB: 200,
-				note: "plain columns: the same etag site without the cluster"})
+				note: joinNotes("plain columns: the same etag site without the cluster", redisNote(res[1]))})
 		}
 	}
 	if want("cluster-put") {
@@ -153,13 +153,13 @@ func (b *bench) clusterRows(ctx context.Context, bin, dir string, cfg gatewayCon
 			if err != nil {
 				return nil, err
 			}
-			clust.gw = gw
+			clust.gw, clust.redis = gw, redis
 			res, err := b.compare(ctx, "cluster-put", []side{alone, clust})
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}
 			rows = append(rows, row{name: name, a: res[0], b: res[1], wantA: 204, wantB: 204,
-				note: joinNotes("plain columns: the same etag site without the cluster", note1, note2)})
+				note: joinNotes("plain columns: the same etag site without the cluster", note1, note2, redisNote(res[1]))})
 		}
 	}
 	if want("handoff") {
@@ -302,4 +302,69 @@ func firstOf(first, err error) error {
 		return first
 	}
 	return err
+}
+
+// redisWork is what Redis did over a stretch of time.
+type redisWork struct {
+	cpu      time.Duration
+	commands int64
+	ok       bool
+}
+
+// work reads the server's CPU time and its count of commands processed
+// (one more for the INFO that reads it); a nil server did none.
+func (r *redisServer) work() redisWork {
+	if r == nil {
+		return redisWork{}
+	}
+	cpu, err := procCPUTime(r.cmd.Process.Pid)
+	if err != nil {
+		return redisWork{}
+	}
+	c, err := net.DialTimeout("tcp", r.addr, time.Second)
+	if err != nil {
+		return redisWork{}
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("INFO stats\r\n")); err != nil {
+		return redisWork{}
+	}
+	br := bufio.NewReader(c)
+	var n int64
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return redisWork{}
+		}
+		if v, ok := strings.CutPrefix(line, "total_commands_processed:"); ok {
+			if _, err := fmt.Sscan(v, &n); err != nil {
+				return redisWork{}
+			}
+			return redisWork{cpu: cpu, commands: n, ok: true}
+		}
+	}
+}
+
+func (w redisWork) minus(o redisWork) redisWork {
+	if !w.ok || !o.ok {
+		return redisWork{}
+	}
+	return redisWork{cpu: w.cpu - o.cpu, commands: w.commands - o.commands - 1, ok: true}
+}
+
+func (w redisWork) plus(o redisWork) redisWork {
+	if !o.ok {
+		return w
+	}
+	return redisWork{cpu: w.cpu + o.cpu, commands: w.commands + o.commands, ok: true}
+}
+
+// redisNote tells Redis's work per request of r, if it was counted.
+func redisNote(r *result) string {
+	if !r.redis.ok || r.all == 0 {
+		return ""
+	}
+	n := float64(r.all)
+	return fmt.Sprintf("Redis per request: %.2f commands, CPU %s", float64(r.redis.commands)/n, fmtDur(time.Duration(float64(r.redis.cpu)/n)))
 }

@@ -442,26 +442,7 @@ func (g *gateway) rss() (int64, error) {
 }
 
 // cpuTime returns the CPU time (user and system) the gateway has used.
-func (g *gateway) cpuTime() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", g.cmd.Process.Pid))
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the command name, which is in parentheses: state is the
-	// first, utime the 12th and stime the 13th, in clock ticks (USER_HZ,
-	// 100 on Linux).
-	i := bytes.LastIndexByte(b, ')')
-	f := strings.Fields(string(b[i+1:]))
-	if i < 0 || len(f) < 13 {
-		return 0, fmt.Errorf("unexpected /proc/%d/stat", g.cmd.Process.Pid)
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %w", g.cmd.Process.Pid, err)
-	}
-	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
-}
+func (g *gateway) cpuTime() (time.Duration, error) { return procCPUTime(g.cmd.Process.Pid) }
 
 // profile saves the gateway's CPU profile and allocation delta profile over
 // the next d into dir/<name>.{cpu,allocs}.pprof. It returns at once; wait

@@ -20,6 +20,9 @@ type side struct {
 	want int      // expected status
 	head bool
 	gw   *gateway // the process serving addr; nil for the bench's gateway
+	// redis, if set, is the cluster's Redis, whose work per request the
+	// rounds count too.
+	redis *redisServer
 }
 
 // result accumulates the rounds of one side.
@@ -39,6 +42,7 @@ type result struct {
 	preBad   map[int]int64 // their statuses other than 200
 	cpu      time.Duration // gateway CPU time during the rounds
 	cpuOK    bool
+	redis    redisWork // the side's Redis's work during the rounds
 }
 
 func (r *result) rps() float64 {
@@ -175,6 +179,7 @@ func (b *bench) compare(ctx context.Context, slug string, sides []side) ([]*resu
 			acc.mallocs += res.mallocs
 			acc.allocN += res.allocN
 			acc.upstream += res.upstream
+			acc.redis = acc.redis.plus(res.redis)
 			acc.all += res.all
 			acc.pres += res.pres
 			for k, v := range res.preBad {
@@ -214,6 +219,7 @@ func (b *bench) round(ctx context.Context, s side, d time.Duration, profileName 
 	ms0, memErr := gw.memStats()
 	up0 := b.up.requests.Load()
 	cpu0, cpuErr := gw.cpuTime()
+	redis0 := s.redis.work()
 	var prof <-chan error
 	if profileName != "" && d >= time.Second {
 		prof = gw.profile(b.o.profileDir, profileName, d)
@@ -292,6 +298,7 @@ func (b *bench) round(ctx context.Context, s side, d time.Duration, profileName 
 	if cpu1, err := gw.cpuTime(); err == nil && cpuErr == nil {
 		res.cpu, res.cpuOK = cpu1-cpu0, true
 	}
+	res.redis = s.redis.work().minus(redis0)
 	res.upstream = b.up.requests.Load() - up0
 	var ms1 memStats
 	if memErr == nil {
