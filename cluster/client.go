@@ -57,10 +57,14 @@ type Client struct {
 	margin time.Duration // a lease is given up this long before it ends
 	log    *zap.Logger
 
-	wake   *wakeup
-	sub    *subscription
-	mirror *mirror
-	boot   bootState
+	wake     *wakeup
+	sub      *subscription
+	mirror   *mirror
+	boot     bootState
+	releases releases
+	// releaseAfter is how long a release waits for a round trip to ride;
+	// releaseDelay but in tests.
+	releaseAfter time.Duration
 
 	// downUntil (Unix nanoseconds) skips Redis for reads for a moment
 	// after a failure, so that reads do not each wait for a dead server.
@@ -100,6 +104,8 @@ func Open(opts Options) (*Client, error) {
 		lease:  opts.Lease,
 		margin: opts.Lease / 5,
 		log:    opts.Logger,
+
+		releaseAfter: releaseDelay,
 	}
 	if c.log == nil {
 		c.log = zap.NewNop()
@@ -171,6 +177,10 @@ func (c *Client) Close() error {
 		c.mu.Lock()
 		c.closing = true
 		c.mu.Unlock()
+		// Locks released until now reach Redis; a release after Close
+		// expires with its lease.
+		c.stopReleases()
+		c.flush(context.Background())
 		c.cancel()
 		c.sub.close()
 		c.wg.Wait()

@@ -35,8 +35,12 @@ func (c *Client) Generation(ctx context.Context, rk xxh3.Uint128) (uint64, error
 	rctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
 	k := c.keys(rk)
-	s, err := generationScript.Run(rctx, c.rdb, []string{k.lock, k.gen},
-		formatGeneration(newGeneration()), ms(generationTTL)).Text()
+	var cmd *redis.Cmd
+	c.pipeline(rctx, c.take(), func(p redis.Pipeliner) {
+		cmd = generationScript.EvalSha(rctx, p, []string{k.lock, k.gen},
+			formatGeneration(newGeneration()), ms(generationTTL))
+	})
+	s, err := cmd.Text()
 	if errors.Is(err, redis.Nil) {
 		return 0, ErrLocked
 	}

@@ -91,22 +91,23 @@ func (l *Lease) Generation() uint64 { return l.gen.Load() }
 func (l *Lease) Invalidate() { l.gen.Store(newGeneration()) }
 
 // Unlock releases the lock, publishes the generation and wakes waiters in
-// every replica. It is idempotent; an error means the lock stays until its
-// lease ends.
+// every replica, with the next round trip this process makes (within
+// releaseDelay). It is idempotent and never fails: a release that cannot
+// reach Redis is retried, and logged, while the lease runs.
 func (l *Lease) Unlock() error {
-	var err error
 	l.once.Do(func() {
 		close(l.stop)
 		l.mu.Lock()
 		l.lost.Stop()
 		l.renewal.Stop()
+		until := l.deadline.Add(l.c.margin)
 		l.mu.Unlock()
 		// Released even when lost here: if Redis still has this holder's
 		// token, waiters need not wait out the lease.
-		err = l.c.release(l.k, l.token, l.gen.Load(), l.poison)
+		l.c.release(l.k, l.token, l.gen.Load(), l.poison, until)
 		l.cancel(errReleased)
 	})
-	return err
+	return nil
 }
 
 // renew extends the lease, run by the renewal timer every third of the

@@ -49,29 +49,25 @@ type acquired struct {
 }
 
 // tryAcquire makes one attempt, in one round trip that also reads the
-// boot marker: a Redis that lost its data grants no lock for one lease.
+// boot marker (a Redis that lost its data grants no lock for one lease)
+// and carries the releases pending.
 func (c *Client) tryAcquire(ctx context.Context, k keys, token string) (acquired, error) {
 	idKey, holdKey := c.bootKeys()
-	keys := []string{k.lock, k.gen, k.wanted}
 	poison := newGeneration()
-	args := []any{token, ms(c.lease), formatGeneration(poison), ms(generationTTL), c.changedChannel(), k.id}
 	var acq *redis.Cmd
 	var marker *redis.StringCmd
 	var hold *redis.DurationCmd
-	run := func(eval func(redis.Pipeliner) *redis.Cmd) error {
-		_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			acq = eval(p)
-			marker = p.Get(ctx, idKey)
-			hold = p.PTTL(ctx, holdKey)
-			return nil
-		})
-		return err
+	c.pipeline(ctx, c.take(), func(p redis.Pipeliner) {
+		acq = acquireScript.EvalSha(ctx, p, []string{k.lock, k.gen, k.wanted},
+			token, ms(c.lease), formatGeneration(poison), ms(generationTTL), c.changedChannel(), k.id)
+		marker = p.Get(ctx, idKey)
+		hold = p.PTTL(ctx, holdKey)
+	})
+	err := errors.Join(acq.Err(), hold.Err())
+	if merr := marker.Err(); !errors.Is(merr, redis.Nil) {
+		err = errors.Join(err, merr)
 	}
-	err := run(func(p redis.Pipeliner) *redis.Cmd { return acquireScript.EvalSha(ctx, p, keys, args...) })
-	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		err = run(func(p redis.Pipeliner) *redis.Cmd { return acquireScript.Eval(ctx, p, keys, args...) })
-	}
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if err != nil {
 		c.abandon(k, token)
 		return acquired{}, c.unavailable(ctx, fmt.Errorf("taking the write lock: %w", err))
 	}
@@ -112,34 +108,21 @@ func parseAcquired(cmd *redis.Cmd) (acquired, error) {
 }
 
 // release gives a lock back, leaving generation gen unless the one the
-// holder set (poison) changed meanwhile, and wakes the waiters. It has its
-// own deadline: the request that held the lock may be gone, and the lock
-// must still be released.
-func (c *Client) release(k keys, token string, gen, poison uint64) error {
-	ctx, cancel := context.WithTimeout(c.ctx, min(c.lease, 3*time.Second))
-	defer cancel()
-	_, seen := c.mirror.lookup(k.rk) // before the release, as for any read
-	left, err := releaseScript.Run(ctx, c.rdb, []string{k.lock, k.gen, k.wanted},
-		token, formatGeneration(gen), ms(generationTTL), c.releasedChannel(), k.id,
-		formatGeneration(poison), formatGeneration(newGeneration())).Result()
-	// The next read here needs no round trip: the generation just left is
-	// current until another lock's message, which store cannot overtake.
-	// A holder whose lease ended gets 0, not a generation.
-	s, _ := left.(string)
-	if g, ok := parseGeneration(s); err == nil && ok {
-		c.mirror.store(k.rk, g, seen)
-	} else {
-		c.mirror.forget(k.rk)
-	}
-	if err != nil {
-		return c.unavailable(c.ctx, fmt.Errorf("releasing the write lock (it expires by itself within its lease): %w", err))
-	}
-	return nil
+// holder set (poison) changed meanwhile, and wakes the waiters. It goes
+// with the next round trip (see releaseDelay) and needs no request: the
+// one that held the lock may be gone, and the lock must still be released.
+// The holder's mirror keeps gen from now on, as the generation just left
+// is current until another lock's message, which cannot overtake it; if
+// Redis leaves another, the answer makes the mirror forget it.
+func (c *Client) release(k keys, token string, gen, poison uint64, until time.Time) {
+	_, seen := c.mirror.lookup(k.rk)
+	c.mirror.store(k.rk, gen, seen)
+	c.queue(c.releaseAfter, &pendingRelease{k: k, token: token, gen: gen, poison: poison, until: until})
 }
 
 // abandon releases a lock this process may hold without knowing it (an
 // attempt whose answer was lost) or must not keep, leaving a generation no
 // entry carries. Failing that, the lock expires with its lease.
 func (c *Client) abandon(k keys, token string) {
-	_ = c.release(k, token, newGeneration(), 0)
+	c.queue(c.releaseAfter, &pendingRelease{k: k, token: token, gen: newGeneration(), until: time.Now().Add(c.lease)})
 }

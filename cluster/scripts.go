@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"math/rand/v2"
 	"strconv"
 	"time"
@@ -116,6 +117,17 @@ end
 return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[2])}
 `)
 )
+
+// loadScripts loads every script into Redis's script cache, for
+// pipelines, whose EVALSHA cannot fall back to EVAL one by one.
+func loadScripts(ctx context.Context, rdb *redis.Client) error {
+	for _, s := range []*redis.Script{acquireScript, renewScript, releaseScript, generationScript, invalidateScript, bootScript} {
+		if err := s.Load(ctx, rdb).Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // newGeneration returns a random generation; zero is never one.
 func newGeneration() uint64 {

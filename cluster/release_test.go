@@ -1,0 +1,117 @@
+package cluster
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/etaggate/etaggate/internal/testutil"
+)
+
+// roundTrips counts the commands and pipelines a client sends.
+type roundTrips struct{ n atomic.Int64 }
+
+func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { h.n.Add(1); return next(ctx, cmd) }
+}
+func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { h.n.Add(1); return next(ctx, cmds) }
+}
+
+func lockHeld(t *testing.T, r *redis.Client, c *Client, name string) bool {
+	t.Helper()
+	n, err := r.Exists(context.Background(), c.keys(resource(name)).lock).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n == 1
+}
+
+// A release rides with the next lock this process takes: the two cost one
+// round trip, and the lock released first is free when the next is taken.
+func TestReleaseTravelsWithTheNextLock(t *testing.T) {
+	srv := testutil.StartRedis(t)
+	markRunning(t, srv)
+	c := open(t, srv, 15*time.Second)
+	r := raw(t, srv)
+	a := mustLock(t, c, resource("/a"))
+	c.releaseAfter = time.Hour // only a round trip takes the release
+	rt := new(roundTrips)
+	c.rdb.AddHook(rt)
+	if err := a.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if !lockHeld(t, r, c, "/a") {
+		t.Fatal("the release went alone; the test shows nothing")
+	}
+	b := mustLock(t, c, resource("/b"))
+	defer b.Unlock()
+	if lockHeld(t, r, c, "/a") {
+		t.Error("the first lock is still held after the next was taken")
+	}
+	if n := rt.n.Load(); n != 1 {
+		t.Errorf("%d round trips for one release and one lock, want 1", n)
+	}
+}
+
+// With no other round trip to ride, a release goes alone at once, and
+// wakes a waiter of another replica.
+func TestReleaseGoesAlone(t *testing.T) {
+	srv := testutil.StartRedis(t)
+	markRunning(t, srv)
+	c1 := open(t, srv, 15*time.Second)
+	c2 := open(t, srv, 15*time.Second)
+	rk := resource("/alone")
+	l := mustLock(t, c1, rk)
+	got := make(chan error, 1)
+	go func() {
+		l2, err := c2.Lock(within(t, 10*time.Second), rk)
+		if err == nil {
+			err = l2.Unlock()
+		}
+		got <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // the waiter marks the resource wanted
+	if err := l.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	// Well within the lease: the waiter was woken by the release.
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("the waiting replica: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting replica did not get the lock within 5s of the release (lease 15s)")
+	}
+}
+
+// Close sends the releases still pending: no replica waits out their
+// leases because this one stopped.
+func TestCloseSendsPendingReleases(t *testing.T) {
+	srv := testutil.StartRedis(t)
+	markRunning(t, srv)
+	c, err := Open(Options{Address: srv.Addr, Lease: 15 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := raw(t, srv)
+	l := mustLock(t, c, resource("/closing"))
+	c.releaseAfter = time.Hour // no release before Close
+	if err := l.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if !lockHeld(t, r, c, "/closing") {
+		t.Fatal("the release went before Close; the test shows nothing")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if lockHeld(t, r, c, "/closing") {
+		t.Error("the lock is still held after Close")
+	}
+}
