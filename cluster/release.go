@@ -83,8 +83,9 @@ func (c *Client) carry(ctx context.Context, p redis.Pipeliner, prs []*pendingRel
 
 // settle reads the answers to carried releases. A release that failed is
 // queued again while its lease runs; it is safe to run twice, since it
-// checks the holder's token.
-func (c *Client) settle(prs []*pendingRelease, cmds []*redis.Cmd) {
+// checks the holder's token. When only the command that carried them
+// gave up (carried, and its ctx ended), they go on at once.
+func (c *Client) settle(ctx context.Context, carried bool, prs []*pendingRelease, cmds []*redis.Cmd) {
 	var retry []*pendingRelease
 	var firstErr error
 	now := time.Now()
@@ -103,6 +104,10 @@ func (c *Client) settle(prs []*pendingRelease, cmds []*redis.Cmd) {
 		if g, ok := parseGeneration(left); err != nil || !ok || g != pr.gen {
 			c.mirror.forget(pr.k.rk)
 		}
+	}
+	if carried && ctx.Err() != nil && c.ctx.Err() == nil {
+		c.queue(c.releaseAfter, retry...)
+		return
 	}
 	if firstErr != nil {
 		c.log.Warn("releasing write locks failed; retrying while their leases run (other replicas wait meanwhile)",
@@ -132,11 +137,12 @@ func (c *Client) flush(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, min(c.lease, 3*time.Second))
 	defer cancel()
-	c.pipeline(ctx, prs, func(redis.Pipeliner) {})
+	c.pipeline(ctx, prs, nil)
 }
 
-// pipeline runs fn's commands in one round trip, after the releases prs,
-// and settles the releases; the caller reads its commands' own answers.
+// pipeline runs fn's commands (if any) in one round trip, after the
+// releases prs, and settles the releases; the caller reads its commands'
+// own answers.
 // When Redis has lost the scripts (a restart, SCRIPT FLUSH) it loads them
 // and runs the round trip again.
 func (c *Client) pipeline(ctx context.Context, prs []*pendingRelease, fn func(redis.Pipeliner)) {
@@ -144,7 +150,9 @@ func (c *Client) pipeline(ctx context.Context, prs []*pendingRelease, fn func(re
 	run := func() ([]redis.Cmder, error) {
 		return c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			rel = c.carry(ctx, p, prs)
-			fn(p)
+			if fn != nil {
+				fn(p)
+			}
 			return nil
 		})
 	}
@@ -155,7 +163,7 @@ func (c *Client) pipeline(ctx context.Context, prs []*pendingRelease, fn func(re
 		}
 	}
 	if rel != nil {
-		c.settle(prs, rel)
+		c.settle(ctx, fn != nil, prs, rel)
 	}
 }
 

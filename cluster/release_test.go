@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/etaggate/etaggate/internal/testutil"
 )
@@ -113,5 +115,40 @@ func TestCloseSendsPendingReleases(t *testing.T) {
 	}
 	if lockHeld(t, r, c, "/closing") {
 		t.Error("the lock is still held after Close")
+	}
+}
+
+// A release that cannot reach Redis is logged and sent again while its
+// lease runs.
+func TestReleaseRetriedAfterFailure(t *testing.T) {
+	srv := testutil.StartRedis(t)
+	markRunning(t, srv)
+	core, logs := observer.New(zap.WarnLevel)
+	c, err := Open(Options{Address: srv.Addr, Lease: 15 * time.Second, Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	r := raw(t, srv)
+	l := mustLock(t, c, resource("/retried"))
+	srv.Pause()
+	if err := l.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	// The release's read times out (3s) while Redis hangs.
+	deadline := time.Now().Add(10 * time.Second)
+	for logs.FilterMessageSnippet("releasing write locks failed").Len() == 0 {
+		if time.Now().After(deadline) {
+			srv.Resume()
+			t.Fatal("no failed release was logged within 10s of a hung Redis")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	srv.Resume()
+	for lockHeld(t, r, c, "/retried") {
+		if time.Now().After(deadline.Add(5 * time.Second)) {
+			t.Fatal("the lock is still held: the failed release was not sent again")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
