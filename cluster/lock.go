@@ -109,15 +109,22 @@ func parseAcquired(cmd *redis.Cmd) (acquired, error) {
 
 // release gives a lock back, leaving generation gen unless the one the
 // holder set (poison) changed meanwhile, and wakes the waiters. It goes
-// with the next round trip (see releaseDelay) and needs no request: the
-// one that held the lock may be gone, and the lock must still be released.
+// with the next round trip (see releaseDelay), or at once, before the
+// caller hands the local lock on, when other replicas wait for the
+// resource. It needs no request: the one that held the lock may be gone,
+// and the lock must still be released.
 // The holder's mirror keeps gen from now on, as the generation just left
 // is current until another lock's message, which cannot overtake it; if
 // Redis leaves another, the answer makes the mirror forget it.
 func (c *Client) release(k keys, token string, gen, poison uint64, until time.Time) {
 	_, seen := c.mirror.lookup(k.rk)
 	c.mirror.store(k.rk, gen, seen)
-	c.queue(c.releaseAfter, &pendingRelease{k: k, token: token, gen: gen, poison: poison, until: until})
+	pr := &pendingRelease{k: k, token: token, gen: gen, poison: poison, until: until}
+	if c.isContended(k.id) {
+		c.send(c.ctx, []*pendingRelease{pr})
+		return
+	}
+	c.queue(c.releaseAfter, pr)
 }
 
 // abandon releases a lock this process may hold without knowing it (an

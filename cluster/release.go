@@ -16,7 +16,20 @@ import (
 // releaseDelay goes alone. Meanwhile the lock stays held in Redis, which
 // is safe: the write is done, other replicas' reads go without the cache
 // while it is held, and their writes wait for it.
+//
+// A resource that other replicas wait for is released at once instead,
+// before this process's next writer of it may try: carried in front of
+// that writer's lock, the release would hand the lock to this replica
+// again before the woken waiters could try, and one busy replica could
+// starve the others.
 const releaseDelay = time.Millisecond
+
+// contendedFor is how long a resource counts as contended after a release
+// of it woke waiters; contendedMax bounds how many are remembered.
+const (
+	contendedFor = time.Second
+	contendedMax = 4096
+)
 
 // After a failed flush the next waits this long, while the leases of the
 // releases still run.
@@ -37,6 +50,30 @@ type releases struct {
 	pending []*pendingRelease
 	armed   bool // a flush is scheduled
 	timer   *time.Timer
+	// contended: resources (keys.id) whose release woke waiters, until
+	// when they count as contended.
+	contended map[string]time.Time
+}
+
+// isContended reports whether other replicas waited for resource id
+// lately.
+func (c *Client) isContended(id string) bool {
+	r := &c.releases
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	until, ok := r.contended[id]
+	return ok && time.Now().Before(until)
+}
+
+// contend marks resource id contended.
+func (c *Client) contend(id string) {
+	r := &c.releases
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.contended == nil || len(r.contended) >= contendedMax {
+		r.contended = make(map[string]time.Time)
+	}
+	r.contended[id] = time.Now().Add(contendedFor)
 }
 
 // queue adds a release and makes sure a flush follows within d.
@@ -90,8 +127,14 @@ func (c *Client) settle(ctx context.Context, carried bool, prs []*pendingRelease
 	var firstErr error
 	now := time.Now()
 	for i, pr := range prs {
-		v, err := cmds[i].Result()
-		left, _ := v.(string)
+		v, err := cmds[i].Slice()
+		var left string
+		if err == nil && len(v) == 2 {
+			left, _ = v[0].(string)
+			if woke, _ := v[1].(int64); woke == 1 {
+				c.contend(pr.k.id)
+			}
+		}
 		if err != nil && !isNoScript(err) && firstErr == nil {
 			firstErr = err
 		}
@@ -130,8 +173,10 @@ func (c *Client) flushReleases() {
 }
 
 // flush sends the pending releases and waits for their answers.
-func (c *Client) flush(ctx context.Context) {
-	prs := c.take()
+func (c *Client) flush(ctx context.Context) { c.send(ctx, c.take()) }
+
+// send sends releases prs alone and waits for their answers.
+func (c *Client) send(ctx context.Context, prs []*pendingRelease) {
 	if len(prs) == 0 {
 		return
 	}

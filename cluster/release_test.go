@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -150,5 +151,48 @@ func TestReleaseRetriedAfterFailure(t *testing.T) {
 			t.Fatal("the lock is still held: the failed release was not sent again")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Writers of two replicas on one resource both get the lock: a release
+// that woke the other replica's waiters is sent before this replica's next
+// writer may try, so a busy replica does not keep the lock to itself.
+func TestContendedLockChangesReplicas(t *testing.T) {
+	srv := testutil.StartRedis(t)
+	markRunning(t, srv)
+	replicas := []*Client{open(t, srv, 15*time.Second), open(t, srv, 15*time.Second)}
+	rk := resource("/contended")
+	var locals [2]sync.Mutex
+	var got [2]atomic.Int64
+	var last atomic.Int32
+	var cross atomic.Int64 // locks taken from the other replica's holder
+	stop := time.Now().Add(2 * time.Second)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		i := w % 2
+		wg.Go(func() {
+			for time.Now().Before(stop) {
+				locals[i].Lock() // the proxy's local lock, taken first
+				l, err := replicas[i].Lock(within(t, 10*time.Second), rk)
+				if err != nil {
+					locals[i].Unlock()
+					t.Error(err)
+					return
+				}
+				got[i].Add(1)
+				if last.Swap(int32(i)) != int32(i) {
+					cross.Add(1)
+				}
+				time.Sleep(100 * time.Microsecond) // the write
+				_ = l.Unlock()
+				locals[i].Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	a, b, n := got[0].Load(), got[1].Load(), cross.Load()
+	t.Logf("locks taken: replica 0 %d, replica 1 %d; %d from the other replica", a, b, n)
+	if n*5 < a+b {
+		t.Errorf("%d of %d locks changed replicas: a busy replica kept the lock to itself", n, a+b)
 	}
 }

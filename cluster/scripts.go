@@ -59,14 +59,15 @@ return 0
 	// after the last release, since it found the lock held. If the
 	// generation is no longer the one the holder set when it took the lock
 	// (ARGV[6]), a write without the lock changed it meanwhile, and a fresh
-	// one (ARGV[7]) is set instead, which no entry carries. A holder whose
-	// lease ended touches nothing (and gets 0). It returns the generation
-	// it left, which the holder's own mirror keeps. No mirror needs telling:
-	// none kept the resource after the acquire was published, and none
-	// stores a generation read while it was locked.
+	// one (ARGV[7]) is set instead, which no entry carries. It returns the
+	// generation it left, which the holder's own mirror keeps, and 1 if it
+	// woke waiters; a holder whose lease ended touches nothing (and gets
+	// {0, 0}). No mirror needs telling: none kept the resource after the
+	// acquire was published, and none stores a generation read while it
+	// was locked.
 	releaseScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return 0
+  return {0, 0}
 end
 local gen = ARGV[2]
 if redis.call('SET', KEYS[2], gen, 'PX', ARGV[3], 'GET') ~= ARGV[6] then
@@ -75,8 +76,9 @@ if redis.call('SET', KEYS[2], gen, 'PX', ARGV[3], 'GET') ~= ARGV[6] then
 end
 if redis.call('DEL', KEYS[1], KEYS[3]) == 2 then
   redis.call('PUBLISH', ARGV[4], ARGV[5])
+  return {gen, 1}
 end
-return gen
+return {gen, 0}
 `)
 
 	// generationScript returns the generation a read may fill the cache
