@@ -308,6 +308,7 @@ func firstOf(first, err error) error {
 type redisWork struct {
 	cpu      time.Duration
 	commands int64
+	reads    int64 // read events processed: a round trip or a batch of them
 	ok       bool
 }
 
@@ -331,33 +332,37 @@ func (r *redisServer) work() redisWork {
 		return redisWork{}
 	}
 	br := bufio.NewReader(c)
-	var n int64
-	for {
+	w := redisWork{cpu: cpu}
+	for found := 0; found < 2; {
 		line, err := br.ReadString('\n')
 		if err != nil {
 			return redisWork{}
 		}
-		if v, ok := strings.CutPrefix(line, "total_commands_processed:"); ok {
-			if _, err := fmt.Sscan(v, &n); err != nil {
-				return redisWork{}
+		for name, n := range map[string]*int64{"total_commands_processed:": &w.commands, "total_reads_processed:": &w.reads} {
+			if v, ok := strings.CutPrefix(line, name); ok {
+				if _, err := fmt.Sscan(v, n); err != nil {
+					return redisWork{}
+				}
+				found++
 			}
-			return redisWork{cpu: cpu, commands: n, ok: true}
 		}
 	}
+	w.ok = true
+	return w
 }
 
 func (w redisWork) minus(o redisWork) redisWork {
 	if !w.ok || !o.ok {
 		return redisWork{}
 	}
-	return redisWork{cpu: w.cpu - o.cpu, commands: w.commands - o.commands - 1, ok: true}
+	return redisWork{cpu: w.cpu - o.cpu, commands: w.commands - o.commands - 1, reads: w.reads - o.reads - 1, ok: true}
 }
 
 func (w redisWork) plus(o redisWork) redisWork {
 	if !o.ok {
 		return w
 	}
-	return redisWork{cpu: w.cpu + o.cpu, commands: w.commands + o.commands, ok: true}
+	return redisWork{cpu: w.cpu + o.cpu, commands: w.commands + o.commands, reads: w.reads + o.reads, ok: true}
 }
 
 // redisNote tells Redis's work per request of r, if it was counted.
@@ -366,5 +371,5 @@ func redisNote(r *result) string {
 		return ""
 	}
 	n := float64(r.all)
-	return fmt.Sprintf("Redis per request: %.2f commands, CPU %s", float64(r.redis.commands)/n, fmtDur(time.Duration(float64(r.redis.cpu)/n)))
+	return fmt.Sprintf("Redis per request: %.2f commands in %.2f reads, CPU %s", float64(r.redis.commands)/n, float64(r.redis.reads)/n, fmtDur(time.Duration(float64(r.redis.cpu)/n)))
 }
