@@ -51,6 +51,35 @@ func BenchmarkLockUnlock(b *testing.B) {
 	b.ReportMetric(float64(processCPU(b, srv.PID())-redis0)/n, "redis-cpu-ns/op")
 }
 
+// BenchmarkRoundTrip is the floor BenchmarkLockUnlock compares with: one
+// PING per operation through the client's pool, with the same
+// concurrency, and what it costs both sides.
+func BenchmarkRoundTrip(b *testing.B) {
+	srv := testutil.StartRedis(b)
+	c, err := Open(Options{Address: srv.Addr, Lease: 15 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	ctx := b.Context()
+	self0, redis0 := processCPU(b, os.Getpid()), processCPU(b, srv.PID())
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := c.rdb.Ping(ctx).Err(); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	n := float64(b.N)
+	b.ReportMetric(float64(processCPU(b, os.Getpid())-self0)/n, "client-cpu-ns/op")
+	b.ReportMetric(float64(processCPU(b, srv.PID())-redis0)/n, "redis-cpu-ns/op")
+}
+
 // processCPU is the user and system time process pid has used, from
 // /proc/<pid>/stat in clock ticks (10ms).
 func processCPU(b *testing.B, pid int) time.Duration {

@@ -52,6 +52,7 @@ type Options struct {
 type Client struct {
 	rdb    *redis.Client
 	opts   *redis.Options // as given to rdb, for connections of their own
+	id     string         // this replica's, random: it marks what it waits for
 	prefix string
 	lease  time.Duration
 	margin time.Duration // a lease is given up this long before it ends
@@ -100,6 +101,7 @@ func Open(opts Options) (*Client, error) {
 	c := &Client{
 		rdb:    redis.NewClient(ro),
 		opts:   ro,
+		id:     newToken(),
 		prefix: opts.Prefix,
 		lease:  opts.Lease,
 		margin: opts.Lease / 5,

@@ -59,7 +59,7 @@ func (c *Client) tryAcquire(ctx context.Context, k keys, token string) (acquired
 	var hold *redis.DurationCmd
 	c.pipeline(ctx, c.take(), func(p redis.Pipeliner) {
 		acq = acquireScript.EvalSha(ctx, p, []string{k.lock, k.gen, k.wanted},
-			token, ms(c.lease), formatGeneration(poison), ms(generationTTL), c.changedChannel(), k.id)
+			token, ms(c.lease), formatGeneration(poison), ms(generationTTL), c.changedChannel(), k.id, c.id)
 		marker = p.Get(ctx, idKey)
 		hold = p.PTTL(ctx, holdKey)
 	})

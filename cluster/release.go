@@ -25,7 +25,7 @@ import (
 const releaseDelay = time.Millisecond
 
 // contendedFor is how long a resource counts as contended after a release
-// of it woke waiters; contendedMax bounds how many are remembered.
+// of it woke other replicas' waiters; contendedMax bounds how many are remembered.
 const (
 	contendedFor = time.Second
 	contendedMax = 4096
@@ -50,8 +50,8 @@ type releases struct {
 	pending []*pendingRelease
 	armed   bool // a flush is scheduled
 	timer   *time.Timer
-	// contended: resources (keys.id) whose release woke waiters, until
-	// when they count as contended.
+	// contended: resources (keys.id) whose release woke other replicas'
+	// waiters, until when they count as contended.
 	contended map[string]time.Time
 }
 
@@ -131,7 +131,9 @@ func (c *Client) settle(ctx context.Context, carried bool, prs []*pendingRelease
 		var left string
 		if err == nil && len(v) == 2 {
 			left, _ = v[0].(string)
-			if woke, _ := v[1].(int64); woke == 1 {
+			// This replica's own writer may have found the lock still
+			// held, with its release on the way: that is no contention.
+			if by, _ := v[1].(string); by != "" && by != c.id {
 				c.contend(pr.k.id)
 			}
 		}

@@ -20,8 +20,8 @@ const generationTTL = 24 * time.Hour
 var (
 	// acquireScript takes the lock for ARGV[1] with a lease of ARGV[2] ms,
 	// or tells how long the current holder's lease has left and marks the
-	// resource wanted (for as long as a lease), so that its release wakes
-	// the waiters. On success it returns the resource's generation and
+	// resource wanted by replica ARGV[7] (for as long as a lease), so that
+	// its release wakes the waiters. On success it returns the resource's generation and
 	// replaces it with ARGV[3], so that no entry filled before survives a
 	// holder that dies mid-write, and publishes the resource (ARGV[6]) on
 	// the changed channel (ARGV[5]): every mirror forgets it before the
@@ -40,7 +40,7 @@ if cur == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return {1, redis.call('GET', KEYS[2]) or ''}
 end
-redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])
+redis.call('SET', KEYS[3], ARGV[7], 'PX', ARGV[2])
 return {0, redis.call('PTTL', KEYS[1])}
 `)
 
@@ -60,25 +60,27 @@ return 0
 	// generation is no longer the one the holder set when it took the lock
 	// (ARGV[6]), a write without the lock changed it meanwhile, and a fresh
 	// one (ARGV[7]) is set instead, which no entry carries. It returns the
-	// generation it left, which the holder's own mirror keeps, and 1 if it
-	// woke waiters; a holder whose lease ended touches nothing (and gets
-	// {0, 0}). No mirror needs telling: none kept the resource after the
+	// generation it left, which the holder's own mirror keeps, and the
+	// replica that last marked the resource wanted, if any; a holder whose
+	// lease ended touches nothing (and gets {0, ''}). No mirror needs telling: none kept the resource after the
 	// acquire was published, and none stores a generation read while it
 	// was locked.
 	releaseScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return {0, 0}
+  return {0, ''}
 end
 local gen = ARGV[2]
 if redis.call('SET', KEYS[2], gen, 'PX', ARGV[3], 'GET') ~= ARGV[6] then
   gen = ARGV[7]
   redis.call('SET', KEYS[2], gen, 'PX', ARGV[3])
 end
-if redis.call('DEL', KEYS[1], KEYS[3]) == 2 then
+redis.call('DEL', KEYS[1])
+local wanted = redis.call('GETDEL', KEYS[3])
+if wanted then
   redis.call('PUBLISH', ARGV[4], ARGV[5])
-  return {gen, 1}
+  return {gen, wanted}
 end
-return {gen, 0}
+return {gen, ''}
 `)
 
 	// generationScript returns the generation a read may fill the cache
