@@ -25,7 +25,8 @@ import (
 const releaseDelay = time.Millisecond
 
 // contendedFor is how long a resource counts as contended after a release
-// of it woke other replicas' waiters; contendedMax bounds how many are remembered.
+// of it woke other replicas' waiters; contendedMax bounds how many are
+// remembered.
 const (
 	contendedFor = time.Second
 	contendedMax = 4096
