@@ -76,14 +76,22 @@ const (
 	// maxBacklog bounds inotify events read from the kernel but not yet
 	// processed; past it they are dropped and reported as an overflow.
 	maxBacklog = 1 << 20
-	// gather is how long the reader rests after handing events on, so that
-	// a burst reaches the loop in a few large batches rather than many
-	// small ones (each costs two goroutine wake-ups and the opening of the
-	// directories it touches). Events read are never held back by it; the
-	// kernel queue (16,384 events by default) fills in no less than a
-	// quarter of a second at the fastest bursts.
-	gather = 5 * time.Millisecond
+	// minGather and maxGather bound how long the reader rests after
+	// handing events on (gatherFor).
+	minGather = 5 * time.Millisecond
+	maxGather = 25 * time.Millisecond
 )
+
+// gatherFor is how long the reader rests after handing events on, for a
+// hub that gathers notifications for batch: half of it, within bounds. A
+// burst then reaches the loop in a few large batches rather than many
+// small ones, each of which costs several thread wake-ups and the opening
+// of the directories it touches. Events read are never held back by it;
+// the kernel queue (16,384 events by default) fills in no less than a
+// quarter of a second at the fastest bursts.
+func gatherFor(batch time.Duration) time.Duration {
+	return min(max(batch/2, minGather), maxGather)
+}
 
 // Overflow reasons of the file source, besides the hub's own.
 const (

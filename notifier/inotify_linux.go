@@ -76,6 +76,8 @@ func (n *Notifier) read() {
 	defer n.loopDone.Done()
 	buf := make([]byte, 64*1024)
 	var evs []inotifyEvent
+	rest := time.NewTimer(time.Hour)
+	defer rest.Stop()
 	for {
 		k, err := n.in.f.Read(buf)
 		if err != nil {
@@ -106,6 +108,11 @@ func (n *Notifier) read() {
 		}
 		n.backlogMu.Unlock()
 		n.wakeLoop()
-		time.Sleep(gather)
+		rest.Reset(n.gather)
+		select {
+		case <-n.stop:
+			return
+		case <-rest.C:
+		}
 	}
 }

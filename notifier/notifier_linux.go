@@ -36,6 +36,7 @@ type Notifier struct {
 	rootFD           int          // O_PATH descriptor of root; -1 once closed
 	rootDev, rootIno uint64
 	in               *inotifyFile
+	gather           time.Duration                                       // the reader's rest after handing events on
 	addWatchFn       func(fd int, path string, mask uint32) (int, error) // inotify_add_watch; tests replace it
 
 	backlogMu sync.Mutex
@@ -118,6 +119,7 @@ func New(cfg Config) (*Notifier, error) {
 		rootDev:    rs.dev,
 		rootIno:    rs.ino,
 		in:         in,
+		gather:     gatherFor(cfg.Hub.Batch),
 		wakeup:     make(chan struct{}, 1),
 		addWatchFn: unix.InotifyAddWatch,
 		stop:       make(chan struct{}),
