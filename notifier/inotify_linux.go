@@ -5,7 +5,6 @@ package notifier
 import (
 	"encoding/binary"
 	"errors"
-	"os"
 	"strings"
 	"time"
 
@@ -33,11 +32,13 @@ type inotifyEvent struct {
 // or its own backlog dropped events.
 var queueOverflow = inotifyEvent{wd: -1, mask: unix.IN_Q_OVERFLOW}
 
-// inotifyFile is one inotify instance read through Go's poller, so Close
-// unblocks a pending Read.
+// inotifyFile is one inotify instance, and the eventfd that ends the
+// reader's wait for it. The reader waits with poll(2) itself: in Go's
+// poller the descriptor is edge-triggered, and every event queued while
+// the reader rests would wake the poller's thread.
 type inotifyFile struct {
-	fd int
-	f  *os.File
+	fd   int // nonblocking
+	wake int // eventfd, written by interrupt
 }
 
 func newInotify() (*inotifyFile, error) {
@@ -45,7 +46,41 @@ func newInotify() (*inotifyFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &inotifyFile{fd: fd, f: os.NewFile(uintptr(fd), "inotify")}, nil
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return &inotifyFile{fd: fd, wake: wake}, nil
+}
+
+// wait blocks until there are events to read (true) or interrupt was
+// called (false).
+func (f *inotifyFile) wait() (bool, error) {
+	fds := []unix.PollFd{{Fd: int32(f.fd), Events: unix.POLLIN}, {Fd: int32(f.wake), Events: unix.POLLIN}}
+	for {
+		_, err := unix.Poll(fds, -1)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return false, err
+		}
+		return fds[1].Revents == 0, nil
+	}
+}
+
+// interrupt ends the current wait and every later one.
+func (f *inotifyFile) interrupt() {
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	_, _ = unix.Write(f.wake, one[:])
+}
+
+// close drops every watch with the instance. The reader must have
+// returned.
+func (f *inotifyFile) close() error {
+	return errors.Join(unix.Close(f.fd), unix.Close(f.wake))
 }
 
 // decodeEvents appends the events in buf, read at at, to out.
@@ -79,19 +114,20 @@ func (n *Notifier) read() {
 	rest := time.NewTimer(time.Hour)
 	defer rest.Stop()
 	for {
-		k, err := n.in.f.Read(buf)
-		if err != nil {
-			if errors.Is(err, os.ErrClosed) {
+		k, err := unix.Read(n.in.fd, buf)
+		switch {
+		case errors.Is(err, unix.EAGAIN):
+			ok, err := n.in.wait()
+			if err != nil {
+				n.log.Error("waiting for inotify events", zap.Error(err))
+			}
+			if !ok {
 				return
 			}
-			select {
-			case <-n.stop:
-				return
-			default:
-			}
-			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
-				continue
-			}
+			continue
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
 			n.log.Error("reading inotify events", zap.Error(err))
 			return
 		}

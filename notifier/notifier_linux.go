@@ -134,7 +134,7 @@ func New(cfg Config) (*Notifier, error) {
 	n.hub, err = sse.New(hubCfg, source{n}, nil)
 	if err != nil {
 		unix.Close(rootFD)
-		in.f.Close()
+		in.close()
 		return nil, fmt.Errorf("starting the hub: %w", err)
 	}
 	n.loopDone.Add(2)
@@ -159,8 +159,9 @@ func (n *Notifier) Close() error {
 		return n.hub.Close()
 	}
 	close(n.stop)
-	err := n.in.f.Close() // unblocks the reader; the kernel drops every watch
+	n.in.interrupt()
 	n.loopDone.Wait()
+	err := n.in.close() // the kernel drops every watch
 
 	// What was read is applied, and then sent by the hub's Close, so a
 	// change made just before a reload reaches every stream.
