@@ -101,7 +101,7 @@ func (n *Notifier) dirFD(x *node) (int, error) {
 }
 
 func (n *Notifier) openNode(x *node) (int, error) {
-	fd, err := openBeneath(n.rootFD, x.rel(), openDirFlags)
+	fd, err := openBeneath(n.rootFD, x.rel(), pathDirFlags)
 	if err != nil {
 		return -1, err
 	}
@@ -365,7 +365,7 @@ func (n *Notifier) watchChild(x *node, name string, e *entry, report reporting) 
 	if err != nil {
 		return
 	}
-	fd, err := openBeneath(pfd, name, openDirFlags)
+	fd, err := openBeneath(pfd, name, pathDirFlags)
 	if err != nil {
 		// Gone, replaced by a symlink or unreadable: nothing to watch.
 		return

@@ -190,7 +190,13 @@ func openBeneath(dirfd int, rel string, flags int) (int, error) {
 	return cur, nil
 }
 
-const openDirFlags = unix.O_RDONLY | unix.O_DIRECTORY
+// Flags of directories opened below root: to be listed, or only to anchor
+// the *at calls of a batch of work (pathDirFlags), which is cheaper to
+// open and close and tells no watcher of the directory about it.
+const (
+	openDirFlags = unix.O_RDONLY | unix.O_DIRECTORY
+	pathDirFlags = unix.O_PATH | unix.O_DIRECTORY
+)
 
 func closeFD(fd int) { _ = unix.Close(fd) }
 
