@@ -5,7 +5,6 @@ package notifier
 import (
 	"encoding/binary"
 	"errors"
-	"hash/fnv"
 	"os"
 	"slices"
 	"strconv"
@@ -59,11 +58,7 @@ func statAt(dirfd int, name string, withXattrs bool) (snap, error) {
 		s.btime = nsec(st.Btime)
 	}
 	if withXattrs {
-		p := name
-		if dirfd != unix.AT_FDCWD {
-			p = fdPath(dirfd) + "/" + name
-		}
-		s.xattrs, s.acl = xattrDigests(p)
+		s.xattrs, s.acl = xattrDigests(entryXattrs(dirfd, name))
 	}
 	return s, nil
 }
@@ -72,71 +67,6 @@ func statAt(dirfd int, name string, withXattrs bool) (snap, error) {
 // xattr family, inotify_add_watch) reach exactly the object the descriptor
 // holds, wherever it has been renamed to.
 func fdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
-
-var xattrBufs = sync.Pool{New: func() any { b := make([]byte, 4096); return &b }}
-
-// xattrDigests hashes the names and values of path's extended attributes,
-// the POSIX ACL ones (system.posix_acl_*) apart from the others, so a
-// setfacl reads as an ACL change and a setfattr as an extra-attribute one.
-// Errors (no xattr support, a file gone meanwhile) give zero digests.
-func xattrDigests(path string) (other, acl uint64) {
-	bp := xattrBufs.Get().(*[]byte)
-	defer xattrBufs.Put(bp)
-	buf := *bp
-	n, err := unix.Llistxattr(path, buf)
-	if errors.Is(err, unix.ERANGE) {
-		if n, err = unix.Llistxattr(path, nil); err != nil || n <= 0 {
-			return 0, 0
-		}
-		buf = make([]byte, n+256)
-		n, err = unix.Llistxattr(path, buf)
-	}
-	if err != nil || n <= 0 {
-		return 0, 0
-	}
-	names := strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00")
-	slices.Sort(names)
-	ho, ha := fnv.New64a(), fnv.New64a()
-	val := make([]byte, 256)
-	for _, name := range names {
-		h := ho
-		if strings.HasPrefix(name, "system.posix_acl_") {
-			h = ha
-		}
-		vn, err := unix.Lgetxattr(path, name, val)
-		if errors.Is(err, unix.ERANGE) {
-			if vn, err = unix.Lgetxattr(path, name, nil); err == nil && vn > 0 {
-				val = make([]byte, vn+64)
-				vn, err = unix.Lgetxattr(path, name, val)
-			}
-		}
-		h.Write([]byte(name))
-		h.Write([]byte{0})
-		if err == nil && vn > 0 {
-			h.Write(val[:vn])
-		}
-		h.Write([]byte{0xff})
-	}
-	// Sum64 of an empty FNV hash is the offset basis, not zero; keep "no
-	// attributes" distinguishable from "some attributes" either way.
-	if hasPrefix(names, "system.posix_acl_", false) {
-		other = ho.Sum64()
-	}
-	if hasPrefix(names, "system.posix_acl_", true) {
-		acl = ha.Sum64()
-	}
-	return other, acl
-}
-
-// hasPrefix reports whether some name has (want) or lacks (!want) prefix.
-func hasPrefix(names []string, prefix string, want bool) bool {
-	for _, n := range names {
-		if strings.HasPrefix(n, prefix) == want {
-			return true
-		}
-	}
-	return false
-}
 
 // haveOpenat2 tells, once per process, whether the kernel has openat2
 // (Linux 5.6).
