@@ -34,6 +34,8 @@ func (c *Client) Lock(ctx context.Context, rk xxh3.Uint128) (*Lease, error) {
 			c.mirror.forget(rk)
 			return c.newLease(k, token, got, sent), nil
 		}
+		// Another holder has it: this holder's release will go at once.
+		c.contend(k.id)
 		if err := w.wait(ctx, got.retryIn); err != nil {
 			return nil, err
 		}

@@ -24,9 +24,9 @@ import (
 // starve the others.
 const releaseDelay = time.Millisecond
 
-// contendedFor is how long a resource counts as contended after a release
-// of it woke other replicas' waiters; contendedMax bounds how many are
-// remembered.
+// contendedFor is how long a resource counts as contended after a lock of
+// it had to wait or a release of it woke other replicas' waiters;
+// contendedMax bounds how many are remembered.
 const (
 	contendedFor = time.Second
 	contendedMax = 4096
