@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -17,7 +18,7 @@ import (
 // replica sends Redis at most one waiter per resource.
 func (c *Client) Lock(ctx context.Context, rk xxh3.Uint128) (*Lease, error) {
 	k := c.keys(rk)
-	token := newToken()
+	token := c.id + "/" + newToken() // the holder's replica first
 	w := c.wake.register(k.id)
 	defer c.wake.unregister(k.id, w)
 	for {
@@ -34,8 +35,12 @@ func (c *Client) Lock(ctx context.Context, rk xxh3.Uint128) (*Lease, error) {
 			c.mirror.forget(rk)
 			return c.newLease(k, token, got, sent), nil
 		}
-		// Another holder has it: this holder's release will go at once.
-		c.contend(k.id)
+		// Another replica has it: this holder's release will go at once.
+		// This replica's own holder may still have it, its release on
+		// the way: that is no contention.
+		if !strings.HasPrefix(got.holder, c.id+"/") {
+			c.contend(k.id)
+		}
 		if err := w.wait(ctx, got.retryIn); err != nil {
 			return nil, err
 		}
@@ -48,6 +53,7 @@ type acquired struct {
 	gen     uint64        // when held: the generation before this holder
 	poison  uint64        // when held: the generation it set in Redis
 	retryIn time.Duration // when not: the current holder's lease left
+	holder  string        // when not: the current holder's token
 }
 
 // tryAcquire makes one attempt, in one round trip that also reads the
@@ -97,7 +103,7 @@ func (c *Client) tryAcquire(ctx context.Context, k keys, token string) (acquired
 
 func parseAcquired(cmd *redis.Cmd) (acquired, error) {
 	v, err := cmd.Slice()
-	if err != nil || len(v) != 2 {
+	if err != nil || len(v) < 2 {
 		return acquired{}, fmt.Errorf("taking the write lock: unexpected answer %v: %w", v, err)
 	}
 	if ok, _ := v[0].(int64); ok == 1 {
@@ -106,7 +112,11 @@ func parseAcquired(cmd *redis.Cmd) (acquired, error) {
 		return acquired{held: true, gen: gen}, nil
 	}
 	pttl, _ := v[1].(int64)
-	return acquired{retryIn: time.Duration(pttl) * time.Millisecond}, nil
+	holder := ""
+	if len(v) > 2 {
+		holder, _ = v[2].(string)
+	}
+	return acquired{retryIn: time.Duration(pttl) * time.Millisecond, holder: holder}, nil
 }
 
 // release gives a lock back, leaving generation gen unless the one the

@@ -19,7 +19,7 @@ const generationTTL = 24 * time.Hour
 // client retry after a lost reply may do.
 var (
 	// acquireScript takes the lock for ARGV[1] with a lease of ARGV[2] ms,
-	// or tells how long the current holder's lease has left and marks the
+	// or tells who holds it and how long its lease has left, and marks the
 	// resource wanted by replica ARGV[7] (for as long as a lease), so that
 	// its release wakes the waiters. On success it returns the resource's generation and
 	// replaces it with ARGV[3], so that no entry filled before survives a
@@ -41,7 +41,7 @@ if cur == ARGV[1] then
   return {1, redis.call('GET', KEYS[2]) or ''}
 end
 redis.call('SET', KEYS[3], ARGV[7], 'PX', ARGV[2])
-return {0, redis.call('PTTL', KEYS[1])}
+return {0, redis.call('PTTL', KEYS[1]), cur}
 `)
 
 	// renewScript extends the lease of the holder ARGV[1] to ARGV[2] ms.
