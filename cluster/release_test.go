@@ -196,3 +196,33 @@ func TestContendedLockChangesReplicas(t *testing.T) {
 		t.Errorf("%d of %d locks changed replicas: a busy replica kept the lock to itself", n, a+b)
 	}
 }
+
+// After Redis forgets its scripts (SCRIPT FLUSH, as a restart does), a
+// lock, the release it carries and a read load them again and succeed.
+func TestScriptsLoadedAgain(t *testing.T) {
+	srv := testutil.StartRedis(t)
+	markRunning(t, srv)
+	c := open(t, srv, 15*time.Second)
+	r := raw(t, srv)
+	c.releaseAfter = time.Hour // the release rides with the next lock
+	if err := mustLock(t, c, resource("/a")).Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ScriptFlush(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	b := mustLock(t, c, resource("/b"))
+	if lockHeld(t, r, c, "/a") {
+		t.Error("the carried release did not run after the scripts were flushed")
+	}
+	_ = b.Unlock()
+	if err := r.ScriptFlush(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Generation(within(t, 5*time.Second), resource("/c")); err != nil {
+		t.Errorf("Generation after SCRIPT FLUSH: %v", err)
+	}
+	if lockHeld(t, r, c, "/b") {
+		t.Error("the release carried by the read did not run")
+	}
+}
