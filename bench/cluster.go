@@ -333,14 +333,18 @@ func (r *redisServer) work() redisWork {
 	}
 	br := bufio.NewReader(c)
 	w := redisWork{cpu: cpu}
-	for found := 0; found < 2; {
+	fields := []struct {
+		name string
+		n    *int64
+	}{{"total_commands_processed:", &w.commands}, {"total_reads_processed:", &w.reads}}
+	for found := 0; found < len(fields); {
 		line, err := br.ReadString('\n')
 		if err != nil {
 			return redisWork{}
 		}
-		for name, n := range map[string]*int64{"total_commands_processed:": &w.commands, "total_reads_processed:": &w.reads} {
-			if v, ok := strings.CutPrefix(line, name); ok {
-				if _, err := fmt.Sscan(v, n); err != nil {
+		for _, f := range fields {
+			if v, ok := strings.CutPrefix(line, f.name); ok {
+				if _, err := fmt.Sscan(v, f.n); err != nil {
 					return redisWork{}
 				}
 				found++

@@ -52,7 +52,7 @@ type Options struct {
 type Client struct {
 	rdb    *redis.Client
 	opts   *redis.Options // as given to rdb, for connections of their own
-	id     string         // this replica's, random: it marks what it waits for
+	id     string         // this replica's, random: its lock tokens start with it
 	prefix string
 	lease  time.Duration
 	margin time.Duration // a lease is given up this long before it ends

@@ -18,7 +18,7 @@ import (
 // replica sends Redis at most one waiter per resource.
 func (c *Client) Lock(ctx context.Context, rk xxh3.Uint128) (*Lease, error) {
 	k := c.keys(rk)
-	token := c.id + "/" + newToken() // the holder's replica first
+	token := c.newLockToken()
 	w := c.wake.register(k.id)
 	defer c.wake.unregister(k.id, w)
 	for {
@@ -38,7 +38,7 @@ func (c *Client) Lock(ctx context.Context, rk xxh3.Uint128) (*Lease, error) {
 		// Another replica has it: this holder's release will go at once.
 		// This replica's own holder may still have it, its release on
 		// the way: that is no contention.
-		if !strings.HasPrefix(got.holder, c.id+"/") {
+		if !c.ours(got.holder) {
 			c.contend(k.id)
 		}
 		if err := w.wait(ctx, got.retryIn); err != nil {
@@ -67,7 +67,7 @@ func (c *Client) tryAcquire(ctx context.Context, k keys, token string) (acquired
 	var hold *redis.DurationCmd
 	c.pipeline(ctx, c.take(), func(p redis.Pipeliner) {
 		acq = acquireScript.EvalSha(ctx, p, []string{k.lock, k.gen, k.wanted},
-			token, ms(c.lease), formatGeneration(poison), ms(generationTTL), c.changedChannel(), k.id, c.id)
+			token, ms(c.lease), formatGeneration(poison), ms(generationTTL), c.changedChannel(), k.id)
 		marker = p.Get(ctx, idKey)
 		hold = p.PTTL(ctx, holdKey)
 	})
@@ -100,6 +100,13 @@ func (c *Client) tryAcquire(ctx context.Context, k keys, token string) (acquired
 	}
 	return acquired{}, nil
 }
+
+// newLockToken returns a lock holder's token, which names this replica
+// first, so that a replica tells its own holders and waiters from others'.
+func (c *Client) newLockToken() string { return c.id + "/" + newToken() }
+
+// ours reports whether token is one of this replica's.
+func (c *Client) ours(token string) bool { return strings.HasPrefix(token, c.id+"/") }
 
 func parseAcquired(cmd *redis.Cmd) (acquired, error) {
 	v, err := cmd.Slice()

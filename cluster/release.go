@@ -51,13 +51,13 @@ type releases struct {
 	pending []*pendingRelease
 	armed   bool // a flush is scheduled
 	timer   *time.Timer
-	// contended: resources (keys.id) whose release woke other replicas'
-	// waiters, until when they count as contended.
+	// contended: resources (keys.id) other replicas held or waited for
+	// lately, until when they count as contended (contendedFor).
 	contended map[string]time.Time
 }
 
-// isContended reports whether other replicas waited for resource id
-// lately.
+// isContended reports whether other replicas held or waited for resource
+// id lately.
 func (c *Client) isContended(id string) bool {
 	r := &c.releases
 	r.mu.Lock()
@@ -134,7 +134,7 @@ func (c *Client) settle(ctx context.Context, carried bool, prs []*pendingRelease
 			left, _ = v[0].(string)
 			// This replica's own writer may have found the lock still
 			// held, with its release on the way: that is no contention.
-			if by, _ := v[1].(string); by != "" && by != c.id {
+			if by, _ := v[1].(string); by != "" && !c.ours(by) {
 				c.contend(pr.k.id)
 			}
 		}
@@ -210,7 +210,7 @@ func (c *Client) pipeline(ctx context.Context, prs []*pendingRelease, fn func(re
 			_, _ = run()
 		}
 	}
-	if rel != nil {
+	if len(prs) > 0 {
 		c.settle(ctx, fn != nil, prs, rel)
 	}
 }

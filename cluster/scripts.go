@@ -20,9 +20,9 @@ const generationTTL = 24 * time.Hour
 var (
 	// acquireScript takes the lock for ARGV[1] with a lease of ARGV[2] ms,
 	// or tells who holds it and how long its lease has left, and marks the
-	// resource wanted by replica ARGV[7] (for as long as a lease), so that
-	// its release wakes the waiters. On success it returns the resource's generation and
-	// replaces it with ARGV[3], so that no entry filled before survives a
+	// resource wanted by ARGV[1] (for as long as a lease), so that its
+	// release wakes the waiters. On success it returns the resource's
+	// generation and replaces it with ARGV[3], so that no entry filled before survives a
 	// holder that dies mid-write, and publishes the resource (ARGV[6]) on
 	// the changed channel (ARGV[5]): every mirror forgets it before the
 	// write is forwarded. A retried acquire that had succeeded finds its
@@ -40,7 +40,7 @@ if cur == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return {1, redis.call('GET', KEYS[2]) or ''}
 end
-redis.call('SET', KEYS[3], ARGV[7], 'PX', ARGV[2])
+redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
 return {0, redis.call('PTTL', KEYS[1]), cur}
 `)
 
@@ -61,10 +61,10 @@ return 0
 	// (ARGV[6]), a write without the lock changed it meanwhile, and a fresh
 	// one (ARGV[7]) is set instead, which no entry carries. It returns the
 	// generation it left, which the holder's own mirror keeps, and the
-	// replica that last marked the resource wanted, if any; a holder whose
-	// lease ended touches nothing (and gets {0, ''}). No mirror needs telling: none kept the resource after the
-	// acquire was published, and none stores a generation read while it
-	// was locked.
+	// token of the waiter that last marked the resource wanted, if any; a
+	// holder whose lease ended touches nothing (and gets {0, ''}). No
+	// mirror needs telling: none kept the resource after the acquire was
+	// published, and none stores a generation read while it was locked.
 	releaseScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return {0, ''}

@@ -107,7 +107,7 @@ func getxattrat(dirfd int, name, attr string, buf []byte) (int, error) {
 
 var xattrBufs = sync.Pool{New: func() any { b := make([]byte, 4096); return &b }}
 
-// xattrDigests hashes the names and values of path's extended attributes,
+// xattrDigests hashes the names and values of x's extended attributes,
 // the POSIX ACL ones (system.posix_acl_*) apart from the others, so a
 // setfacl reads as an ACL change and a setfattr as an extra-attribute one.
 // Errors (no xattr support, a file gone meanwhile) give zero digests.
