@@ -149,6 +149,10 @@ func redisOptions(address, password string) (*redis.Options, error) {
 	ro.DialerRetries = 1
 	ro.PoolSize = 64
 	ro.DisableIdentity = true // no CLIENT SETINFO round trip on each new connection
+	// RESP2: with RESP3, go-redis reads the socket for push notifications
+	// before every command, a system call per round trip for nothing this
+	// package uses.
+	ro.Protocol = 2
 	return ro, nil
 }
 

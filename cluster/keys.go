@@ -10,11 +10,15 @@ import (
 // braces, so its lock and generation share a hash slot and one script can
 // touch both on Redis Cluster.
 type keys struct {
-	rk   xxh3.Uint128
-	id   string // the resource key's hash in hex: no user data reaches Redis
-	lock string // the holder's token, with the lease as expiry
+	rk xxh3.Uint128
+	id string // the resource key's hash in hex: no user data reaches Redis
+	// lock holds the holder's token, with the lease as expiry, or for a
+	// moment after a release, '~' and the token of the waiter it was
+	// handed to.
+	lock string
 	gen  string // the resource's cache generation
-	// wanted exists while someone waits: only then does a release publish.
+	// wanted holds the token of the waiter that last found the lock held:
+	// only then does a release publish, and it hands the lock to that one.
 	wanted string
 }
 

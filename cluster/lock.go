@@ -42,6 +42,8 @@ func (c *Client) Lock(ctx context.Context, rk xxh3.Uint128) (*Lease, error) {
 			c.contend(k.id)
 		}
 		if err := w.wait(ctx, got.retryIn); err != nil {
+			// A release may have handed the lock to this waiter.
+			c.abandon(k, token)
 			return nil, err
 		}
 	}
@@ -53,7 +55,7 @@ type acquired struct {
 	gen     uint64        // when held: the generation before this holder
 	poison  uint64        // when held: the generation it set in Redis
 	retryIn time.Duration // when not: the current holder's lease left
-	holder  string        // when not: the current holder's token
+	holder  string        // when not: the current holder's token, or the waiter's the lock was handed to
 }
 
 // tryAcquire makes one attempt, in one round trip that also reads the
@@ -122,6 +124,7 @@ func parseAcquired(cmd *redis.Cmd) (acquired, error) {
 	holder := ""
 	if len(v) > 2 {
 		holder, _ = v[2].(string)
+		holder = strings.TrimPrefix(holder, "~") // handed to that waiter
 	}
 	return acquired{retryIn: time.Duration(pttl) * time.Millisecond, holder: holder}, nil
 }

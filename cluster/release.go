@@ -24,6 +24,11 @@ import (
 // starve the others.
 const releaseDelay = time.Millisecond
 
+// handoffFor is how long a release keeps the lock for the waiter it hands
+// it to (at most a lease): long enough for the woken waiter to take it, a
+// bound on how long one that is gone meanwhile blocks the others.
+const handoffFor = 500 * time.Millisecond
+
 // contendedFor is how long a resource counts as contended after a lock of
 // it had to wait or a release of it woke other replicas' waiters;
 // contendedMax bounds how many are remembered.
@@ -114,7 +119,7 @@ func (c *Client) carry(ctx context.Context, p redis.Pipeliner, prs []*pendingRel
 	for i, pr := range prs {
 		cmds[i] = releaseScript.EvalSha(ctx, p, []string{pr.k.lock, pr.k.gen, pr.k.wanted},
 			pr.token, formatGeneration(pr.gen), ms(generationTTL), c.releasedChannel(), pr.k.id,
-			formatGeneration(pr.poison), formatGeneration(newGeneration()))
+			formatGeneration(pr.poison), formatGeneration(newGeneration()), ms(min(c.lease, handoffFor)))
 	}
 	return cmds
 }

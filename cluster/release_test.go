@@ -154,9 +154,9 @@ func TestReleaseRetriedAfterFailure(t *testing.T) {
 	}
 }
 
-// Writers of two replicas on one resource both get the lock: a release
-// that woke the other replica's waiters is sent before this replica's next
-// writer may try, so a busy replica does not keep the lock to itself.
+// Writers of two replicas on one resource take turns: a release hands the
+// lock to the other replica's waiter, so a busy replica does not keep the
+// lock to itself.
 func TestContendedLockChangesReplicas(t *testing.T) {
 	srv := testutil.StartRedis(t)
 	markRunning(t, srv)
@@ -192,7 +192,7 @@ func TestContendedLockChangesReplicas(t *testing.T) {
 	wg.Wait()
 	a, b, n := got[0].Load(), got[1].Load(), cross.Load()
 	t.Logf("locks taken: replica 0 %d, replica 1 %d; %d from the other replica", a, b, n)
-	if n*5 < a+b {
+	if n*2 < a+b {
 		t.Errorf("%d of %d locks changed replicas: a busy replica kept the lock to itself", n, a+b)
 	}
 }
@@ -224,5 +224,82 @@ func TestScriptsLoadedAgain(t *testing.T) {
 	}
 	if lockHeld(t, r, c, "/b") {
 		t.Error("the release carried by the read did not run")
+	}
+}
+
+// A release hands the lock to the waiter that marked it wanted; one that
+// is gone by then (a crashed replica) blocks the others for handoffFor,
+// not a lease.
+func TestLockHandedToGoneWaiterExpires(t *testing.T) {
+	srv := testutil.StartRedis(t)
+	markRunning(t, srv)
+	c := open(t, srv, 20*time.Second)
+	r := raw(t, srv)
+	rk := resource("/handed")
+	k := c.keys(rk)
+	l := mustLock(t, c, rk)
+	testutil.Must(t, r.Set(context.Background(), k.wanted, "gone/waiter", 20*time.Second).Err())
+	c.releaseAfter = 0
+	released := time.Now()
+	if err := l.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for v := r.Get(context.Background(), k.lock).Val(); v != "~gone/waiter"; v = r.Get(context.Background(), k.lock).Val() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the release the lock holds %q, want it handed to the waiter", v)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if ttl := r.PTTL(context.Background(), k.lock).Val(); ttl <= 0 || ttl > handoffFor {
+		t.Fatalf("the handed lock expires in %s, want at most %s", ttl, handoffFor)
+	}
+	l = mustLock(t, c, rk)
+	defer l.Unlock()
+	if d := time.Since(released); d < handoffFor/2 || d > handoffFor+2*time.Second {
+		t.Errorf("the next writer got the lock %s after a release handed it to a gone waiter; want about %s", d, handoffFor)
+	}
+}
+
+// A waiter that gives up gives back the lock a release may have handed
+// it, and takes back its mark, so that the next release does not hand the
+// lock to it.
+func TestWaiterThatGaveUpLeavesNoHandOff(t *testing.T) {
+	srv := testutil.StartRedis(t)
+	markRunning(t, srv)
+	a, b := open(t, srv, 20*time.Second), open(t, srv, 20*time.Second)
+	r := raw(t, srv)
+	rk := resource("/gave-up")
+	k := a.keys(rk)
+
+	// Its mark, while the lock is held by another.
+	held := mustLock(t, a, rk)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := b.Lock(ctx, rk); err == nil {
+		t.Fatal("Lock succeeded while the lock was held")
+	}
+	b.flush(context.Background())
+	if v := r.Get(context.Background(), k.wanted).Val(); v != "" {
+		t.Errorf("the waiter that gave up left its mark %q", v)
+	}
+	a.releaseAfter = 0
+	if err := held.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); lockHeld(t, r, a, "/gave-up"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the lock is still %q after its release", r.Get(context.Background(), k.lock).Val())
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	// A lock handed to it after it gave up.
+	token := b.newLockToken()
+	testutil.Must(t, r.Set(context.Background(), k.lock, "~"+token, handoffFor).Err())
+	b.abandon(k, token)
+	b.flush(context.Background())
+	if lockHeld(t, r, b, "/gave-up") {
+		t.Errorf("the lock handed to a waiter that gave up is still %q", r.Get(context.Background(), k.lock).Val())
 	}
 }

@@ -26,11 +26,17 @@ var (
 	// holder that dies mid-write, and publishes the resource (ARGV[6]) on
 	// the changed channel (ARGV[5]): every mirror forgets it before the
 	// write is forwarded. A retried acquire that had succeeded finds its
-	// own token and keeps the lock. SET with both NX and GET (Redis 7.0)
+	// own token and keeps the lock. A lock a release handed to ARGV[1]
+	// ('~' and its token, see releaseScript) is taken as a free one. SET
+	// with both NX and GET (Redis 7.0)
 	// takes the lock and reads the holder in one call: each call a script
 	// makes costs Redis about as much as a small command.
 	acquireScript = redis.NewScript(`
 local cur = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2], 'GET')
+if cur == '~' .. ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  cur = false
+end
 if not cur then
   local gen = redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4], 'GET') or ''
   redis.call('PUBLISH', ARGV[5], ARGV[6])
@@ -56,17 +62,28 @@ return 0
 	// generation the holder leaves (ARGV[2]) and, if anyone waits, wakes
 	// the waiters of every replica by publishing the resource (ARGV[5]) on
 	// the released channel (ARGV[4]): a waiter marked the resource wanted
-	// after the last release, since it found the lock held. If the
-	// generation is no longer the one the holder set when it took the lock
-	// (ARGV[6]), a write without the lock changed it meanwhile, and a fresh
-	// one (ARGV[7]) is set instead, which no entry carries. It returns the
-	// generation it left, which the holder's own mirror keeps, and the
-	// token of the waiter that last marked the resource wanted, if any; a
-	// holder whose lease ended touches nothing (and gets {0, ''}). No
-	// mirror needs telling: none kept the resource after the acquire was
-	// published, and none stores a generation read while it was locked.
+	// after the last release, since it found the lock held. The lock is
+	// handed to the waiter that marked it last: the key holds '~' and its
+	// token for ARGV[8] ms, long enough for the woken waiter to take it
+	// and short enough that one gone meanwhile blocks no one for long. So
+	// a replica whose own writers queue for the resource does not take
+	// the lock again ahead of the other replicas' waiters.
+	// If the generation is no longer the one the holder set when it took
+	// the lock (ARGV[6]), a write without the lock changed it meanwhile,
+	// and a fresh one (ARGV[7]) is set instead, which no entry carries. It
+	// returns the generation it left, which the holder's own mirror keeps,
+	// and the token of the waiter that last marked the resource wanted, if
+	// any. A holder whose lease ended touches nothing (and gets {0, ''}),
+	// except its own mark as a waiter, as a waiter that gave up releases
+	// the lock it may have been handed. No mirror needs telling: none
+	// kept the resource after the acquire was published, and none stores
+	// a generation read while it was locked.
 	releaseScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+local cur = redis.call('GET', KEYS[1])
+if cur ~= ARGV[1] and cur ~= '~' .. ARGV[1] then
+  if redis.call('GET', KEYS[3]) == ARGV[1] then
+    redis.call('DEL', KEYS[3])
+  end
   return {0, ''}
 end
 local gen = ARGV[2]
@@ -74,13 +91,18 @@ if redis.call('SET', KEYS[2], gen, 'PX', ARGV[3], 'GET') ~= ARGV[6] then
   gen = ARGV[7]
   redis.call('SET', KEYS[2], gen, 'PX', ARGV[3])
 end
-redis.call('DEL', KEYS[1])
 local wanted = redis.call('GETDEL', KEYS[3])
-if wanted then
-  redis.call('PUBLISH', ARGV[4], ARGV[5])
-  return {gen, wanted}
+if not wanted then
+  redis.call('DEL', KEYS[1])
+  return {gen, ''}
 end
-return {gen, ''}
+if wanted == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], '~' .. wanted, 'PX', ARGV[8])
+end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return {gen, wanted}
 `)
 
 	// generationScript returns the generation a read may fill the cache
