@@ -17,11 +17,9 @@ import (
 // is safe: the write is done, other replicas' reads go without the cache
 // while it is held, and their writes wait for it.
 //
-// A resource that other replicas wait for is released at once instead,
-// before this process's next writer of it may try: carried in front of
-// that writer's lock, the release would hand the lock to this replica
-// again before the woken waiters could try, and one busy replica could
-// starve the others.
+// A resource that other replicas wait for is released at once instead:
+// its release hands the lock to their waiter (see releaseScript), which
+// should not wait for this process's next command to carry it.
 const releaseDelay = time.Millisecond
 
 // handoffFor is how long a release keeps the lock for the waiter it hands
