@@ -92,14 +92,13 @@ if redis.call('SET', KEYS[2], gen, 'PX', ARGV[3], 'GET') ~= ARGV[6] then
   redis.call('SET', KEYS[2], gen, 'PX', ARGV[3])
 end
 local wanted = redis.call('GETDEL', KEYS[3])
-if not wanted then
-  redis.call('DEL', KEYS[1])
-  return {gen, ''}
-end
-if wanted == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-else
+if wanted and wanted ~= ARGV[1] then
   redis.call('SET', KEYS[1], '~' .. wanted, 'PX', ARGV[8])
+else
+  redis.call('DEL', KEYS[1])
+end
+if not wanted then
+  return {gen, ''}
 end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return {gen, wanted}
