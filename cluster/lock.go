@@ -21,9 +21,10 @@ func (c *Client) Lock(ctx context.Context, rk xxh3.Uint128) (*Lease, error) {
 	token := c.newLockToken()
 	w := c.wake.register(k.id)
 	defer c.wake.unregister(k.id, w)
+	marked := false // an attempt found the lock held, and marked it wanted
 	for {
 		if err := c.boot.wait(ctx); err != nil {
-			return nil, err
+			return nil, c.giveUp(k, token, marked, err)
 		}
 		sent := time.Now()
 		got, err := c.tryAcquire(ctx, k, token)
@@ -41,12 +42,21 @@ func (c *Client) Lock(ctx context.Context, rk xxh3.Uint128) (*Lease, error) {
 		if !c.ours(got.holder) {
 			c.contend(k.id)
 		}
+		marked = true
 		if err := w.wait(ctx, got.retryIn); err != nil {
-			// A release may have handed the lock to this waiter.
-			c.abandon(k, token)
-			return nil, err
+			return nil, c.giveUp(k, token, marked, err)
 		}
 	}
+}
+
+// giveUp ends a Lock call that fails with err. A waiter that marked the
+// resource wanted takes its mark back and gives back the lock a release
+// may have handed it meanwhile.
+func (c *Client) giveUp(k keys, token string, marked bool, err error) error {
+	if marked {
+		c.abandon(k, token)
+	}
+	return err
 }
 
 // acquired is the answer to one attempt at a lock.
