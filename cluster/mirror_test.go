@@ -146,6 +146,9 @@ func TestMirrorKeepsWhatTheHolderLeft(t *testing.T) {
 	// back first, as it does behind an upstream's round trip.
 	time.Sleep(100 * time.Millisecond)
 	testutil.Must(t, l.Unlock())
+	// The release lands first: its timer would otherwise run during the count.
+	r := raw(t, srv)
+	testutil.Eventually(t, "the release lands", func() bool { return !lockHeld(t, r, a, "/items/1") })
 	before := scriptCalls(t, srv)
 	if g, err := a.Generation(ctx, rk); err != nil || g != g1 {
 		t.Fatalf("the writer reads %d, %v after its write; want the generation it left, %d", g, err, g1)
